@@ -1,0 +1,235 @@
+//! Command-line interface: `podlock run` starts the agent; every other command asks a
+//! running agent through its node API and prints the answer for people (or `--json`).
+#![forbid(unsafe_code)]
+
+use std::{io::IsTerminal, path::PathBuf};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::{
+    api::{client, Request},
+    config::{Config, DEFAULT_SOCKET},
+    connections::{ConnInfo, ConnSnapshot, PeerIdentity},
+    workloads::{PodInfo, PodKey, PodSpec},
+};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "podlock",
+    version,
+    about = "Mutual TLS for every pod, without sidecars."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Debug)]
+struct Target {
+    /// Node API socket of the agent to talk to.
+    #[arg(long, default_value = DEFAULT_SOCKET, env = "PODLOCK_SOCKET")]
+    socket: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the node agent.
+    Run(Box<Config>),
+    /// Enroll a pod: capture its traffic from now on.
+    Enroll {
+        /// The pod's network namespace (e.g. /run/netns/NAME or /proc/PID/ns/net).
+        #[arg(long)]
+        netns: PathBuf,
+        #[arg(long)]
+        namespace: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "default")]
+        service_account: String,
+        /// Pod label, `key=value`; repeat for several.
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Stop capturing a pod's traffic and close its connections.
+    Unenroll {
+        #[arg(long)]
+        namespace: String,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List enrolled pods.
+    Pods {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List open and recently closed connections, with their transport and peer identity.
+    Connections {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("label {s:?} is not key=value")),
+    }
+}
+
+pub async fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run(config) => {
+            init_tracing();
+            crate::run::run(*config).await
+        }
+        Command::Enroll {
+            netns,
+            namespace,
+            name,
+            service_account,
+            labels,
+            target,
+        } => {
+            let spec = PodSpec {
+                namespace,
+                name,
+                service_account,
+                labels: labels.into_iter().collect(),
+                netns,
+            };
+            let reply = client::call(&target.socket, &Request::Enroll(spec)).await?;
+            let pod: PodInfo = serde_json::from_value(reply["pod"].clone())?;
+            let outcome = reply["outcome"].as_str().unwrap_or("enrolled");
+            let verb = if outcome == "unchanged" {
+                "already enrolled"
+            } else {
+                "enrolled"
+            };
+            println!(
+                "{}/{} {verb} ({}, ips {})",
+                pod.namespace,
+                pod.name,
+                pod.identity,
+                join_ips(&pod)
+            );
+            Ok(())
+        }
+        Command::Unenroll {
+            namespace,
+            name,
+            target,
+        } => {
+            let key = PodKey { namespace, name };
+            client::call(&target.socket, &Request::Unenroll(key.clone())).await?;
+            println!("{key} unenrolled");
+            Ok(())
+        }
+        Command::Pods { json, target } => {
+            let reply = client::call(&target.socket, &Request::Pods).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reply)?);
+            } else {
+                print_pods(&serde_json::from_value::<Vec<PodInfo>>(reply)?);
+            }
+            Ok(())
+        }
+        Command::Connections { json, target } => {
+            let reply = client::call(&target.socket, &Request::Connections).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reply)?);
+            } else {
+                print_connections(&serde_json::from_value(reply)?);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn join_ips(pod: &PodInfo) -> String {
+    if pod.ips.is_empty() {
+        return "-".into();
+    }
+    pod.ips
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn print_pods(pods: &[PodInfo]) {
+    println!(
+        "{:<16} {:<20} {:<16} {:<18} {:<10} IDENTITY",
+        "NAMESPACE", "NAME", "IPS", "NETNS-COOKIE", "STATE"
+    );
+    for p in pods {
+        println!(
+            "{:<16} {:<20} {:<16} {:<18} {:<10} {}",
+            p.namespace,
+            p.name,
+            join_ips(p),
+            p.netns_cookie,
+            p.state,
+            p.identity
+        );
+    }
+}
+
+fn peer_text(c: &ConnInfo) -> String {
+    match &c.peer {
+        PeerIdentity::Verified(id) => id.clone(),
+        PeerIdentity::None(reason) => format!(
+            "none ({})",
+            serde_json::to_value(reason)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+fn print_connections(snap: &ConnSnapshot) {
+    println!(
+        "{:<7} {:<20} {:<9} {:<22} {:<22} {:<10} PEER",
+        "STATE", "POD", "DIRECTION", "SOURCE", "DESTINATION", "TRANSPORT"
+    );
+    let rows = snap
+        .open
+        .iter()
+        .map(|c| ("open", c))
+        .chain(snap.recent.iter().map(|c| ("closed", c)));
+    for (state, c) in rows {
+        let direction = serde_json::to_value(c.direction)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        println!(
+            "{:<7} {:<20} {:<9} {:<22} {:<22} {:<10} {}",
+            state,
+            c.pod,
+            direction,
+            c.src.to_string(),
+            c.dst.to_string(),
+            c.transport,
+            peer_text(c)
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! The agent's in-pod listeners and the connections they carry.
+//!
+//! For every enrolled pod: an outbound listener (loopback, where connect4/6 send the pod's
+//! captured connections) and an inbound plaintext listener (loopback, where sk_lookup steers
+//! SYNs from outside the pod). Sockets are created inside the pod's netns by
+//! [`crate::netns::Netns`]; everything the agent dials from a pod carries its SO_MARK.
+#![forbid(unsafe_code)]
+
+mod inbound;
+mod outbound;
+mod relay;
+
+use std::{
+    io,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::Arc,
+};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{debug, warn};
+
+use crate::{config::Config, connections::ConnTable, datapath::OrigDstTable, netns::Netns};
+
+/// What every proxy task of every pod shares.
+#[derive(Clone)]
+pub struct ProxyContext {
+    pub config: Arc<Config>,
+    pub orig_dst: OrigDstTable,
+    pub conns: ConnTable,
+    pub tasks: TaskTracker,
+}
+
+/// The pod a listener serves.
+pub struct PodEndpoint {
+    /// `namespace/name`, for logs and the connection table.
+    pub label: String,
+    pub netns: Arc<Netns>,
+    pub ips: Vec<IpAddr>,
+    /// Cancelled when the pod is unenrolled or the agent stops.
+    pub token: CancellationToken,
+}
+
+impl PodEndpoint {
+    /// Opens a connection from inside the pod's netns, carrying the agent's mark so the
+    /// eBPF programs never capture it again.
+    pub async fn dial(&self, dst: SocketAddr, mark: u32) -> io::Result<TcpStream> {
+        let socket = self.netns.tcp_socket(dst.ip(), Some(mark)).await?;
+        let stream = socket.connect(dst).await?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+}
+
+/// A pod's listeners, bound and listening but not yet served.
+pub struct PodListeners {
+    outbound: Vec<TcpListener>,
+    /// Inbound plaintext listener per address family, with the pod addresses it serves.
+    inbound: Vec<(TcpListener, Vec<IpAddr>)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} in the pod's network namespace: {source}")]
+pub struct BindError {
+    addr: SocketAddr,
+    source: io::Error,
+}
+
+impl PodListeners {
+    /// Binds the outbound (IPv4 and, when the pod has IPv6, IPv6) and inbound listeners.
+    pub async fn bind(pod: &PodEndpoint, cfg: &Config) -> Result<Self, BindError> {
+        let has_v6 = pod.ips.iter().any(IpAddr::is_ipv6);
+        let v4_ips: Vec<IpAddr> = pod.ips.iter().copied().filter(IpAddr::is_ipv4).collect();
+        let v6_ips: Vec<IpAddr> = pod.ips.iter().copied().filter(IpAddr::is_ipv6).collect();
+        let lo4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let lo6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        let mut outbound = vec![listen(pod, SocketAddr::new(lo4, cfg.outbound_port)).await?];
+        let mut inbound = vec![(
+            listen(pod, SocketAddr::new(lo4, cfg.inbound_port)).await?,
+            v4_ips,
+        )];
+        if has_v6 {
+            outbound.push(listen(pod, SocketAddr::new(lo6, cfg.outbound_port)).await?);
+            inbound.push((
+                listen(pod, SocketAddr::new(lo6, cfg.inbound_port)).await?,
+                v6_ips,
+            ));
+        }
+        Ok(Self { outbound, inbound })
+    }
+
+    /// (pod address, listener) pairs for the sk_lookup socket map.
+    pub fn steering(&self) -> Vec<(IpAddr, &TcpListener)> {
+        self.inbound
+            .iter()
+            .flat_map(|(l, ips)| ips.iter().map(move |ip| (*ip, l)))
+            .collect()
+    }
+
+    /// Starts accepting; every task stops when `pod.token` is cancelled.
+    pub fn serve(self, pod: Arc<PodEndpoint>, ctx: &ProxyContext) {
+        for listener in self.outbound {
+            let (pod, ctx2) = (pod.clone(), ctx.clone());
+            let serve = accept_loop(listener, pod.clone(), ctx.tasks.clone(), move |s, peer| {
+                outbound::handle(s, peer, pod.clone(), ctx2.clone())
+            });
+            ctx.tasks.spawn(serve);
+        }
+        for (listener, _) in self.inbound {
+            let (pod, ctx2) = (pod.clone(), ctx.clone());
+            let serve = accept_loop(listener, pod.clone(), ctx.tasks.clone(), move |s, peer| {
+                inbound::handle(s, peer, pod.clone(), ctx2.clone())
+            });
+            ctx.tasks.spawn(serve);
+        }
+    }
+}
+
+async fn listen(pod: &PodEndpoint, addr: SocketAddr) -> Result<TcpListener, BindError> {
+    let bind = async {
+        let socket = pod.netns.tcp_socket(addr.ip(), None).await?;
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(1024)
+    };
+    bind.await.map_err(|source| BindError { addr, source })
+}
+
+async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    pod: Arc<PodEndpoint>,
+    tasks: TaskTracker,
+    handle: F,
+) where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let local = listener.local_addr().ok();
+    loop {
+        tokio::select! {
+            _ = pod.token.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let token = pod.token.clone();
+                    let conn = handle(stream, peer);
+                    tasks.spawn(async move {
+                        tokio::select! {
+                            _ = token.cancelled() => {}
+                            _ = conn => {}
+                        }
+                    });
+                }
+                Err(e) => {
+                    warn!(pod = %pod.label, ?local, error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+    debug!(pod = %pod.label, ?local, "listener closed");
+}
