@@ -1,10 +1,10 @@
 //! `cargo xtask <command>`: the project's build, setup, test and demo entry points.
 //!
-//! - `setup`      install what building and testing need (apt packages, nightly rust-src,
-//!                bpf-linker built against nightly's LLVM); idempotent.
-//! - `build-ebpf` build the eBPF object the agent embeds (installs the toolchain bits first).
-//! - `test`       setup, build, fmt and clippy checks, then the whole test suite (root).
-//! - `demo`       a local demo node with two real pods, traffic between them, then teardown.
+//! - `setup`: install what building and testing need (apt packages, nightly rust-src,
+//!   bpf-linker built against nightly's LLVM); idempotent.
+//! - `build-ebpf`: build the eBPF object the agent embeds (installs the toolchain bits first).
+//! - `test`: setup, build, fmt and clippy checks, then the whole test suite (as root).
+//! - `demo`: a local demo node with two real pods, traffic between them, then teardown.
 #![forbid(unsafe_code)]
 
 mod demo;
