@@ -76,6 +76,9 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Certificate authority: create one, or issue a certificate by hand.
+    #[command(subcommand)]
+    Ca(crate::identity::CaCommand),
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -133,6 +136,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             println!("{key} unenrolled");
             Ok(())
         }
+        Command::Ca(cmd) => crate::identity::ca_cli(cmd),
         Command::Pods { json, target } => {
             let reply = client::call(&target.socket, &Request::Pods).await?;
             if json {
@@ -177,19 +181,40 @@ fn join_ips(pod: &PodInfo) -> String {
 
 fn print_pods(pods: &[PodInfo]) {
     println!(
-        "{:<16} {:<20} {:<16} {:<18} {:<10} IDENTITY",
-        "NAMESPACE", "NAME", "IPS", "NETNS-COOKIE", "STATE"
+        "{:<16} {:<20} {:<16} {:<13} {:<10} {:<14} IDENTITY",
+        "NAMESPACE", "NAME", "IPS", "NETNS-COOKIE", "STATE", "CERT-EXPIRES"
     );
     for p in pods {
         println!(
-            "{:<16} {:<20} {:<16} {:<18} {:<10} {}",
+            "{:<16} {:<20} {:<16} {:<13} {:<10} {:<14} {}",
             p.namespace,
             p.name,
             join_ips(p),
             p.netns_cookie,
             p.state,
+            expires_in(p.cert_expires_unix),
             p.identity
         );
+    }
+}
+
+/// "in 23h59m" style, from a Unix timestamp.
+fn expires_in(unix: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if unix <= now {
+        return "expired".into();
+    }
+    let left = unix - now;
+    let (h, m, s) = (left / 3600, left % 3600 / 60, left % 60);
+    if h > 0 {
+        format!("in {h}h{m:02}m")
+    } else if m > 0 {
+        format!("in {m}m{s:02}s")
+    } else {
+        format!("in {s}s")
     }
 }
 

@@ -5,6 +5,7 @@ use clap::Args;
 use serde::Serialize;
 
 pub const DEFAULT_SOCKET: &str = "/run/podlock/agent.sock";
+pub const DEFAULT_CA_DIR: &str = "/etc/podlock/ca";
 
 #[derive(Args, Debug, Clone, Serialize)]
 pub struct Config {
@@ -36,6 +37,16 @@ pub struct Config {
     #[arg(long, default_value = "cluster.local")]
     pub trust_domain: String,
 
+    /// CA directory in Istio's plug-in CA layout (ca-cert.pem, ca-key.pem, root-cert.pem,
+    /// cert-chain.pem); create one with `podlock ca init`.
+    #[arg(long, default_value = DEFAULT_CA_DIR)]
+    pub ca_dir: PathBuf,
+
+    /// Lifetime of workload certificates; each is renewed at half its lifetime.
+    #[arg(long, default_value = "24h", value_parser = crate::identity::parse_duration)]
+    #[serde(with = "secs")]
+    pub cert_lifetime: std::time::Duration,
+
     /// Forward the eBPF programs' debug log lines (aya-log) to the agent's log.
     #[arg(long)]
     pub bpf_log: bool,
@@ -54,4 +65,14 @@ fn parse_u32(s: &str) -> Result<u32, String> {
         None => s.parse(),
     };
     parsed.map_err(|e| format!("{s:?} is not a number (decimal or 0x-hex): {e}"))
+}
+
+/// Durations appear in the printed config as whole seconds.
+mod secs {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
 }

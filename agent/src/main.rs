@@ -6,10 +6,13 @@ mod cli;
 mod config;
 mod connections;
 mod datapath;
+mod hbone;
+mod identity;
 mod netns;
 mod proxy;
 mod run;
 mod sys;
+mod tls;
 mod workloads;
 
 use std::process::ExitCode;

@@ -15,7 +15,10 @@ use crate::{
     config::Config,
     connections::ConnTable,
     datapath::{find_cgroup2_root, Datapath, DatapathConfig},
-    proxy::ProxyContext,
+    hbone::{HboneClient, MeshDiscovery},
+    identity::{validate_trust_domain, Ca, CertManager},
+    proxy::{LocalIdentities, ProxyContext},
+    tls::TrustContext,
     workloads::Workloads,
 };
 
@@ -29,6 +32,17 @@ pub async fn run(config: Config) -> Result<()> {
         None => find_cgroup2_root()
             .context("no cgroup2 mount found in /proc/self/mountinfo; pass --cgroup-root")?,
     };
+    validate_trust_domain(&config.trust_domain).context("--trust-domain")?;
+    let ca = Arc::new(Ca::load(&config.ca_dir).with_context(|| {
+        format!(
+            "loading the CA from {} (create one with `podlock ca init --out {}`, or pass --ca-dir)",
+            config.ca_dir.display(),
+            config.ca_dir.display()
+        )
+    })?);
+    let trust = TrustContext::new(ca.roots(), &config.trust_domain)?;
+    info!(ca_dir = %config.ca_dir.display(), roots = ca.roots().len(),
+          trust_domain = %config.trust_domain, "CA loaded");
     let listener = api::bind(&config.socket).await?;
     let datapath = Datapath::load(&DatapathConfig {
         cgroup_root,
@@ -52,12 +66,13 @@ pub async fn run(config: Config) -> Result<()> {
         orig_dst: datapath.orig_dst(),
         conns: conns.clone(),
         tasks: tasks.clone(),
+        hbone: HboneClient::new(shutdown.clone()),
+        discovery: MeshDiscovery::default(),
+        local: LocalIdentities::default(),
     };
-    let workloads = Arc::new(Mutex::new(Workloads::new(
-        datapath,
-        proxy,
-        shutdown.clone(),
-    )));
+    let certs = CertManager::new(ca, config.cert_lifetime);
+    let workloads = Workloads::new(datapath, proxy, certs, trust, shutdown.clone());
+    let workloads = Arc::new(Mutex::new(workloads));
     let server = Arc::new(ApiServer {
         workloads: workloads.clone(),
         conns,

@@ -28,6 +28,25 @@ pub fn podlock_bin() -> PathBuf {
     bin
 }
 
+/// The testbed's CA (`DIR/ca`), created with `podlock ca init` on first use: generated at
+/// test time, never committed.
+pub fn ca_dir(dir: &Path) -> Result<PathBuf> {
+    let ca = dir.join("ca");
+    if !ca.join("ca-key.pem").exists() {
+        let out = Command::new(podlock_bin())
+            .args(["ca", "init", "--out"])
+            .arg(&ca)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "podlock ca init failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    Ok(ca)
+}
+
 pub struct Agent {
     child: Child,
     pub socket: PathBuf,
@@ -38,6 +57,7 @@ impl Agent {
     /// Starts `podlock run` inside the node's netns with its own socket and mark, so several
     /// agents can share this machine, and waits until its node API answers.
     pub fn start(dir: &Path, node_netns: &str, index: usize, extra: &[&str]) -> Result<Self> {
+        let ca = ca_dir(dir)?;
         let socket = dir.join(format!("agent-n{}.sock", index + 1));
         let log = dir.join(format!("agent-n{}.log", index + 1));
         let log_file = std::fs::File::create(&log)?;
@@ -49,6 +69,8 @@ impl Agent {
             .args(["run", "--socket"])
             .arg(&socket)
             .args(["--mark", &mark])
+            .arg("--ca-dir")
+            .arg(&ca)
             .args(extra)
             .env("RUST_LOG", "info,podlock=debug")
             .stdin(Stdio::null())
@@ -131,6 +153,22 @@ impl Agent {
             &pod.namespace,
             "--name",
             &pod.name,
+        ])
+    }
+
+    /// Enrolls with a given service account (and so SPIFFE identity).
+    pub fn enroll_as(&self, pod: &Pod, service_account: &str) -> Result<String> {
+        let netns = pod.netns_path.display().to_string();
+        self.cli_ok(&[
+            "enroll",
+            "--netns",
+            &netns,
+            "--namespace",
+            &pod.namespace,
+            "--name",
+            &pod.name,
+            "--service-account",
+            service_account,
         ])
     }
 

@@ -6,13 +6,15 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+pub mod capture;
 mod cmd;
 mod cni;
+pub mod hbone_client;
 mod pod;
 mod testbed;
 pub mod traffic;
 
-pub use agent::Agent;
+pub use agent::{ca_dir, podlock_bin, Agent};
 pub use pod::Pod;
 pub use testbed::{Node, Testbed};
 

@@ -190,8 +190,13 @@ impl Testbed {
 
     /// Starts `podlock run` for node `node` and waits until it answers.
     pub fn start_agent(&mut self, node: usize) -> Result<&Agent> {
+        self.start_agent_with(node, &[])
+    }
+
+    /// Like [`Testbed::start_agent`], with extra `podlock run` flags.
+    pub fn start_agent_with(&mut self, node: usize, extra: &[&str]) -> Result<&Agent> {
         let n = &mut self.nodes[node];
-        let agent = Agent::start(&self.dir, &n.netns, node, &[])?;
+        let agent = Agent::start(&self.dir, &n.netns, node, extra)?;
         n.agent = Some(agent);
         Ok(n.agent.as_ref().expect("just set"))
     }
@@ -206,6 +211,11 @@ impl Testbed {
             }
         }
         Ok(self)
+    }
+
+    /// The veth that links node `index` to node `index + 1` (as seen in node `index`).
+    pub fn link_iface(&self, index: usize) -> String {
+        format!("plv{}{}a", self.id, index + 1)
     }
 
     pub fn node(&self, index: usize) -> &Node {

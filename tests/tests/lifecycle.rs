@@ -258,9 +258,12 @@ fn sigterm_detaches_everything_and_the_pod_talks_directly_again() {
 fn a_second_agent_on_the_same_socket_is_refused() {
     let tb = one_node();
     let first = tb.node(0).agent();
+    let ca = podlock_e2e::ca_dir(tb.dir()).expect("CA");
     let mut second = Command::new(podlock_e2e_bin())
         .args(["run", "--socket"])
         .arg(&first.socket)
+        .arg("--ca-dir")
+        .arg(&ca)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start second agent");

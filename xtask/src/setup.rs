@@ -13,6 +13,7 @@ const APT: &[(&str, &str)] = &[
     ("bpftool", "/usr/sbin/bpftool"),
     ("containernetworking-plugins", "/usr/lib/cni/bridge"),
     ("util-linux", "/usr/bin/nsenter"),
+    ("openssl", "/usr/bin/openssl"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";

@@ -1,26 +1,38 @@
 //! The agent's in-pod listeners and the connections they carry.
 //!
 //! For every enrolled pod: an outbound listener (loopback, where connect4/6 send the pod's
-//! captured connections) and an inbound plaintext listener (loopback, where sk_lookup steers
-//! SYNs from outside the pod). Sockets are created inside the pod's netns by
-//! [`crate::netns::Netns`]; everything the agent dials from a pod carries its SO_MARK.
+//! captured connections), an inbound plaintext listener (loopback, where sk_lookup steers
+//! SYNs from outside the pod) and the HBONE listener (`:15008` on the pod's addresses,
+//! mTLS). Sockets are created inside the pod's netns by [`crate::netns::Netns`]; everything
+//! the agent dials from a pod carries its SO_MARK.
 #![forbid(unsafe_code)]
 
 mod inbound;
+mod inbound_hbone;
 mod outbound;
 mod relay;
 
 use std::{
+    collections::HashMap,
     io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    sync::Arc,
+    sync::{Arc, RwLock},
 };
+
+use rustls::{ClientConfig, ServerConfig};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{debug, warn};
 
-use crate::{config::Config, connections::ConnTable, datapath::OrigDstTable, netns::Netns};
+use crate::{
+    config::Config,
+    connections::ConnTable,
+    datapath::OrigDstTable,
+    hbone::{HboneClient, MeshDiscovery},
+    identity::SpiffeId,
+    netns::Netns,
+};
 
 /// What every proxy task of every pod shares.
 #[derive(Clone)]
@@ -29,6 +41,37 @@ pub struct ProxyContext {
     pub orig_dst: OrigDstTable,
     pub conns: ConnTable,
     pub tasks: TaskTracker,
+    pub hbone: HboneClient,
+    pub discovery: MeshDiscovery,
+    pub local: LocalIdentities,
+}
+
+/// Identities of the pods enrolled on this node, by address: the exact identity an
+/// outbound connection to one of them must present.
+#[derive(Clone, Default)]
+pub struct LocalIdentities(Arc<RwLock<HashMap<IpAddr, SpiffeId>>>);
+
+impl LocalIdentities {
+    pub fn get(&self, ip: IpAddr) -> Option<SpiffeId> {
+        self.0.read().ok()?.get(&ip).cloned()
+    }
+
+    pub fn set(&self, ips: &[IpAddr], id: Option<&SpiffeId>) {
+        let Ok(mut map) = self.0.write() else { return };
+        for ip in ips {
+            match id {
+                Some(id) => map.insert(*ip, id.clone()),
+                None => map.remove(ip),
+            };
+        }
+    }
+}
+
+/// A pod's TLS side: who it is and the configs presenting that identity.
+pub struct PodTls {
+    pub identity: SpiffeId,
+    pub server: Arc<ServerConfig>,
+    pub client: Arc<ClientConfig>,
 }
 
 /// The pod a listener serves.
@@ -39,6 +82,7 @@ pub struct PodEndpoint {
     pub ips: Vec<IpAddr>,
     /// Cancelled when the pod is unenrolled or the agent stops.
     pub token: CancellationToken,
+    pub tls: PodTls,
 }
 
 impl PodEndpoint {
@@ -57,6 +101,7 @@ pub struct PodListeners {
     outbound: Vec<TcpListener>,
     /// Inbound plaintext listener per address family, with the pod addresses it serves.
     inbound: Vec<(TcpListener, Vec<IpAddr>)>,
+    hbone: Vec<TcpListener>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,14 +124,22 @@ impl PodListeners {
             listen(pod, SocketAddr::new(lo4, cfg.inbound_port)).await?,
             v4_ips,
         )];
+        let any4 = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        let mut hbone = vec![listen(pod, SocketAddr::new(any4, cfg.hbone_port)).await?];
         if has_v6 {
             outbound.push(listen(pod, SocketAddr::new(lo6, cfg.outbound_port)).await?);
             inbound.push((
                 listen(pod, SocketAddr::new(lo6, cfg.inbound_port)).await?,
                 v6_ips,
             ));
+            let any6 = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+            hbone.push(listen(pod, SocketAddr::new(any6, cfg.hbone_port)).await?);
         }
-        Ok(Self { outbound, inbound })
+        Ok(Self {
+            outbound,
+            inbound,
+            hbone,
+        })
     }
 
     /// (pod address, listener) pairs for the sk_lookup socket map.
@@ -113,6 +166,13 @@ impl PodListeners {
             });
             ctx.tasks.spawn(serve);
         }
+        for listener in self.hbone {
+            let (pod, ctx2) = (pod.clone(), ctx.clone());
+            let serve = accept_loop(listener, pod.clone(), ctx.tasks.clone(), move |s, peer| {
+                inbound_hbone::handle(s, peer, pod.clone(), ctx2.clone())
+            });
+            ctx.tasks.spawn(serve);
+        }
     }
 }
 
@@ -120,6 +180,10 @@ async fn listen(pod: &PodEndpoint, addr: SocketAddr) -> Result<TcpListener, Bind
     let bind = async {
         let socket = pod.netns.tcp_socket(addr.ip(), None).await?;
         socket.set_reuseaddr(true)?;
+        if addr.is_ipv6() {
+            // Each family has its own listener; the IPv6 one must not claim IPv4 too.
+            nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::Ipv6V6Only, &true)?;
+        }
         socket.bind(addr)?;
         socket.listen(1024)
     };

@@ -1,14 +1,36 @@
-//! Byte-exact copying between two TCP connections, both directions at once.
+//! Byte-exact copying between two byte streams (TCP or HBONE), both directions at once.
 //!
-//! A FIN on one side becomes `shutdown(SHUT_WR)` on the other, so half-closed protocols work.
-//! A reset or error on either side resets the other (never a silent hang).
+//! A FIN (or END_STREAM) on one side becomes a half-close on the other, so half-closed
+//! protocols work. A reset or error on either side resets the other: never a silent hang.
 use std::io;
 
 use nix::sys::socket::{setsockopt, sockopt::Linger};
-use tokio::net::TcpStream;
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpStream,
+};
+
+use crate::hbone::H2Stream;
 
 /// Per-direction buffer; allocated only while a connection is alive.
 const BUF: usize = 64 * 1024;
+
+/// A stream that can be aborted so the peer sees a reset rather than a clean close.
+pub trait Abort {
+    fn abort(&mut self);
+}
+
+impl Abort for TcpStream {
+    fn abort(&mut self) {
+        reset(self);
+    }
+}
+
+impl Abort for H2Stream {
+    fn abort(&mut self) {
+        self.reset();
+    }
+}
 
 /// Bytes moved (a → b, b → a) and the error that ended the relay, if any.
 pub struct Relayed {
@@ -17,7 +39,11 @@ pub struct Relayed {
     pub error: Option<io::Error>,
 }
 
-pub async fn relay(mut a: TcpStream, mut b: TcpStream) -> Relayed {
+pub async fn relay<A, B>(mut a: A, mut b: B) -> Relayed
+where
+    A: AsyncRead + AsyncWrite + Unpin + Abort,
+    B: AsyncRead + AsyncWrite + Unpin + Abort,
+{
     match tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, BUF, BUF).await {
         Ok((a_to_b, b_to_a)) => Relayed {
             a_to_b,
@@ -25,8 +51,8 @@ pub async fn relay(mut a: TcpStream, mut b: TcpStream) -> Relayed {
             error: None,
         },
         Err(error) => {
-            reset(&a);
-            reset(&b);
+            a.abort();
+            b.abort();
             Relayed {
                 a_to_b: 0,
                 b_to_a: 0,
@@ -36,7 +62,7 @@ pub async fn relay(mut a: TcpStream, mut b: TcpStream) -> Relayed {
     }
 }
 
-/// Makes the coming close send RST instead of FIN.
+/// Makes the coming close of a TCP socket send RST instead of FIN.
 pub fn reset(stream: &TcpStream) {
     let _ = setsockopt(
         stream,

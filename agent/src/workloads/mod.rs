@@ -15,8 +15,10 @@ use tracing::{info, warn};
 
 use crate::{
     datapath::{Datapath, DatapathError},
+    identity::{CaError, CertManager, IdentityCert, SpiffeId},
     netns::{Netns, NetnsError},
-    proxy::{BindError, PodEndpoint, PodListeners, ProxyContext},
+    proxy::{BindError, PodEndpoint, PodListeners, PodTls, ProxyContext},
+    tls::{TlsError, TrustContext},
 };
 
 pub use spec::{PodKey, PodSpec, SpecError};
@@ -33,6 +35,10 @@ pub struct PodInfo {
     pub netns_cookie: u64,
     pub ips: Vec<IpAddr>,
     pub state: String,
+    /// Serial (hex) of the workload certificate in use.
+    pub cert_serial: String,
+    /// When that certificate expires (Unix seconds); it is renewed at half-life.
+    pub cert_expires_unix: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,28 +63,40 @@ pub enum WorkloadError {
     Bind(#[from] BindError),
     #[error("{0}")]
     Datapath(#[from] DatapathError),
+    #[error("issuing the workload certificate: {0}")]
+    Cert(#[from] CaError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("agent is shutting down")]
     ShuttingDown,
 }
 
 struct Enrolled {
     spec: PodSpec,
-    identity: String,
+    cert: IdentityCert,
     endpoint: Arc<PodEndpoint>,
 }
 
 impl Enrolled {
     fn info(&self) -> PodInfo {
+        let cert = self.cert.current();
+        let expires = cert
+            .not_after
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         PodInfo {
             namespace: self.spec.namespace.clone(),
             name: self.spec.name.clone(),
             service_account: self.spec.service_account.clone(),
-            identity: self.identity.clone(),
+            identity: self.endpoint.tls.identity.to_string(),
             labels: self.spec.labels.clone(),
             netns: self.spec.netns.clone(),
             netns_cookie: self.endpoint.netns.cookie(),
             ips: self.endpoint.ips.clone(),
             state: "enrolled".into(),
+            cert_serial: cert.serial.clone(),
+            cert_expires_unix: expires,
         }
     }
 }
@@ -87,6 +105,8 @@ pub struct Workloads {
     datapath: Datapath,
     pods: BTreeMap<PodKey, Enrolled>,
     proxy: ProxyContext,
+    certs: CertManager,
+    trust: TrustContext,
     shutdown: CancellationToken,
 }
 
@@ -99,12 +119,43 @@ pub enum EnrollOutcome {
 }
 
 impl Workloads {
-    pub fn new(datapath: Datapath, proxy: ProxyContext, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        datapath: Datapath,
+        proxy: ProxyContext,
+        certs: CertManager,
+        trust: TrustContext,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
             datapath,
             pods: BTreeMap::new(),
             proxy,
+            certs,
+            trust,
             shutdown,
+        }
+    }
+
+    /// The pod's certificate (issued now if its identity has none yet) and TLS configs.
+    fn pod_tls(&self, identity: SpiffeId) -> Result<(IdentityCert, PodTls), WorkloadError> {
+        let cert = self.certs.acquire(&identity)?;
+        let configs = self
+            .trust
+            .server_config(cert.clone())
+            .and_then(|server| Ok((server, self.trust.client_config(cert.clone())?)));
+        match configs {
+            Ok((server, client)) => Ok((
+                cert,
+                PodTls {
+                    identity,
+                    server,
+                    client,
+                },
+            )),
+            Err(e) => {
+                self.certs.release(&identity);
+                Err(e.into())
+            }
         }
     }
 
@@ -154,30 +205,44 @@ impl Workloads {
             warn!(pod = %key, netns = %spec.netns.display(), "pod has no addresses yet; only its outbound traffic is captured");
         }
 
+        let identity = spec.identity(&self.proxy.config.trust_domain);
+        let (cert, tls) = self.pod_tls(identity.clone())?;
         let endpoint = Arc::new(PodEndpoint {
             label: key.to_string(),
             netns: Arc::new(netns),
             ips,
             token: self.shutdown.child_token(),
+            tls,
         });
-        let listeners = PodListeners::bind(&endpoint, &self.proxy.config).await?;
+        if let Err(e) = self.start(&endpoint).await {
+            self.certs.release(&identity);
+            return Err(e);
+        }
+        info!(pod = %key, netns = %spec.netns.display(), cookie = endpoint.netns.cookie(),
+              ips = ?endpoint.ips, %identity, serial = %cert.current().serial, "pod enrolled");
+        let enrolled = Enrolled {
+            spec,
+            cert,
+            endpoint,
+        };
+        let info = enrolled.info();
+        self.pods.insert(key, enrolled);
+        Ok((info, EnrollOutcome::Enrolled))
+    }
+
+    /// Listeners first, then steering and capture, so nothing captured finds no listener.
+    async fn start(&mut self, endpoint: &Arc<PodEndpoint>) -> Result<(), WorkloadError> {
+        let listeners = PodListeners::bind(endpoint, &self.proxy.config).await?;
         if let Err(e) = self.datapath.enroll(&endpoint.netns, &listeners.steering()) {
             self.datapath
                 .unenroll(endpoint.netns.cookie(), &endpoint.ips);
             return Err(e.into());
         }
         listeners.serve(endpoint.clone(), &self.proxy);
-        let identity = spec.identity(&self.proxy.config.trust_domain);
-        info!(pod = %key, netns = %spec.netns.display(), cookie = endpoint.netns.cookie(),
-              ips = ?endpoint.ips, %identity, "pod enrolled");
-        let enrolled = Enrolled {
-            spec,
-            identity,
-            endpoint,
-        };
-        let info = enrolled.info();
-        self.pods.insert(key, enrolled);
-        Ok((info, EnrollOutcome::Enrolled))
+        self.proxy
+            .local
+            .set(&endpoint.ips, Some(&endpoint.tls.identity));
+        Ok(())
     }
 
     pub fn unenroll(&mut self, key: &PodKey) -> Result<PodInfo, WorkloadError> {
@@ -187,7 +252,9 @@ impl Workloads {
             .ok_or_else(|| WorkloadError::NotEnrolled(key.clone()))?;
         self.datapath
             .unenroll(pod.endpoint.netns.cookie(), &pod.endpoint.ips);
+        self.proxy.local.set(&pod.endpoint.ips, None);
         pod.endpoint.token.cancel();
+        self.certs.release(&pod.endpoint.tls.identity);
         info!(pod = %key, "pod unenrolled");
         Ok(pod.info())
     }

@@ -3,6 +3,8 @@ use std::{collections::BTreeMap, fmt, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::identity::SpiffeId;
+
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PodKey {
     pub namespace: String,
@@ -89,11 +91,8 @@ impl PodSpec {
     }
 
     /// The pod's SPIFFE ID.
-    pub fn identity(&self, trust_domain: &str) -> String {
-        format!(
-            "spiffe://{trust_domain}/ns/{}/sa/{}",
-            self.namespace, self.service_account
-        )
+    pub fn identity(&self, trust_domain: &str) -> SpiffeId {
+        SpiffeId::new(trust_domain, &self.namespace, &self.service_account)
     }
 }
 
@@ -135,7 +134,7 @@ mod tests {
     #[test]
     fn identity_is_spiffe() {
         assert_eq!(
-            spec("ns", "web").identity("cluster.local"),
+            spec("ns", "web").identity("cluster.local").to_string(),
             "spiffe://cluster.local/ns/ns/sa/default"
         );
     }
