@@ -11,7 +11,7 @@ use crate::{
     api::{client, Request},
     config::{Config, DEFAULT_SOCKET},
     connections::{ConnInfo, ConnSnapshot, PeerIdentity},
-    workloads::{PodInfo, PodKey, PodSpec},
+    workloads::{PodInfo, PodKey, PodSpec, PolicyReport},
 };
 
 #[derive(Parser, Debug)]
@@ -76,9 +76,36 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Show the effective mTLS mode of every enrolled pod and port, and which
+    /// PeerAuthentication set it; or change policies at run time.
+    Policy {
+        #[command(subcommand)]
+        action: Option<PolicyAction>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Certificate authority: create one, or issue a certificate by hand.
     #[command(subcommand)]
     Ca(crate::identity::CaCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyAction {
+    /// Add or replace the PeerAuthentication objects in a YAML file (`-` for stdin).
+    Apply {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete a PeerAuthentication added with `apply` (NAMESPACE/NAME).
+    Delete {
+        object: String,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -137,6 +164,11 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Ca(cmd) => crate::identity::ca_cli(cmd),
+        Command::Policy {
+            action,
+            json,
+            target,
+        } => policy(action, json, target).await,
         Command::Pods { json, target } => {
             let reply = client::call(&target.socket, &Request::Pods).await?;
             if json {
@@ -154,6 +186,68 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
                 print_connections(&serde_json::from_value(reply)?);
             }
             Ok(())
+        }
+    }
+}
+
+async fn policy(action: Option<PolicyAction>, json: bool, target: Target) -> Result<()> {
+    match action {
+        Some(PolicyAction::Apply { file, target }) => {
+            let yaml = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&file)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?
+            };
+            let reply = client::call(&target.socket, &Request::PolicyApply { yaml }).await?;
+            for line in reply.as_array().into_iter().flatten() {
+                println!("{}", line.as_str().unwrap_or_default());
+            }
+        }
+        Some(PolicyAction::Delete { object, target }) => {
+            let Some((namespace, name)) = object.split_once('/') else {
+                anyhow::bail!("expected NAMESPACE/NAME, got {object:?}");
+            };
+            let request = Request::PolicyDelete {
+                namespace: namespace.into(),
+                name: name.into(),
+            };
+            let reply = client::call(&target.socket, &request).await?;
+            println!("{}", reply.as_str().unwrap_or_default());
+        }
+        None => {
+            let reply = client::call(&target.socket, &Request::Policy).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reply)?);
+            } else {
+                print_policy(&serde_json::from_value::<Vec<PolicyReport>>(reply)?);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_policy(pods: &[PolicyReport]) {
+    println!("{:<24} {:<8} {:<11} SET BY", "POD", "PORT", "MODE");
+    for p in pods {
+        println!(
+            "{:<24} {:<8} {:<11} {}",
+            p.pod,
+            "*",
+            format!("{:?}", p.default.mode).to_uppercase(),
+            p.default.source
+        );
+        for (port, s) in &p.ports {
+            println!(
+                "{:<24} {:<8} {:<11} {}",
+                p.pod,
+                port,
+                format!("{:?}", s.mode).to_uppercase(),
+                s.source
+            );
+        }
+        for w in &p.warnings {
+            println!("{:<24} warning: {w}", p.pod);
         }
     }
 }

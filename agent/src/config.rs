@@ -13,6 +13,15 @@ pub struct Config {
     #[arg(long, default_value = DEFAULT_SOCKET, env = "PODLOCK_SOCKET")]
     pub socket: PathBuf,
 
+    /// Where the agent keeps the pods it serves, so a restart serves them again.
+    #[arg(long, default_value = "/run/podlock")]
+    pub state_dir: PathBuf,
+
+    /// Directory on a bpffs for pinned links (mounted as bpffs if it is not on one): what
+    /// keeps STRICT pods closed while the agent is down.
+    #[arg(long, default_value = "/sys/fs/bpf/podlock")]
+    pub bpffs_dir: PathBuf,
+
     /// cgroup2 mount to attach the cgroup programs to [default: found in /proc/self/mountinfo].
     #[arg(long)]
     pub cgroup_root: Option<PathBuf>,
@@ -47,12 +56,53 @@ pub struct Config {
     #[serde(with = "secs")]
     pub cert_lifetime: std::time::Duration,
 
+    /// Directory of PeerAuthentication YAML files (`*.yaml`, `*.yml`), reloaded on change.
+    #[arg(long)]
+    pub policy_dir: Option<PathBuf>,
+
+    /// Namespace whose selector-less PeerAuthentication applies mesh-wide.
+    #[arg(long, default_value = "istio-system")]
+    pub root_namespace: String,
+
+    /// Destinations a STRICT pod may still reach in plaintext: `CIDR`, `CIDR:PORT` or
+    /// `*:PORT`; repeat for several. Policies add more with the `podlock.io/outbound-exempt`
+    /// annotation.
+    #[arg(long = "outbound-exempt", value_parser = crate::proxy::Exemption::parse)]
+    pub outbound_exempt: Vec<crate::proxy::Exemption>,
+
+    /// The Kubernetes API server, exempt from STRICT outbound [default: from
+    /// KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT when set].
+    #[arg(long)]
+    pub apiserver: Option<std::net::SocketAddr>,
+
+    /// Do not exempt DNS (port 53) and the API server from STRICT outbound.
+    #[arg(long)]
+    pub no_default_exemptions: bool,
+
     /// Forward the eBPF programs' debug log lines (aya-log) to the agent's log.
     #[arg(long)]
     pub bpf_log: bool,
 }
 
 impl Config {
+    /// Exemptions in force for every STRICT pod: the flags, plus DNS and the API server
+    /// unless turned off.
+    pub fn exemptions(&self) -> Vec<crate::proxy::Exemption> {
+        let mut all = self.outbound_exempt.clone();
+        if !self.no_default_exemptions {
+            all.push(crate::proxy::Exemption::port(53));
+            let from_env = || -> Option<std::net::SocketAddr> {
+                let host = std::env::var("KUBERNETES_SERVICE_HOST").ok()?;
+                let port = std::env::var("KUBERNETES_SERVICE_PORT").ok()?;
+                format!("{host}:{port}").parse().ok()
+            };
+            if let Some(api) = self.apiserver.or_else(from_env) {
+                all.push(crate::proxy::Exemption::addr(api));
+            }
+        }
+        all
+    }
+
     /// Ports inside a pod that belong to the agent: never forwarded to the application.
     pub fn reserved_ports(&self) -> [u16; 3] {
         [self.outbound_port, self.inbound_port, self.hbone_port]

@@ -10,6 +10,7 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 /// How many closed connections are kept for inspection.
 const RECENT: usize = 512;
@@ -36,6 +37,8 @@ pub enum NoIdentity {
     PlaintextCaptured,
     /// Outbound to a destination that does not speak podlock's tunnel.
     NotInMesh,
+    /// Plaintext from the pod's own node (kubelet probes), exempt from STRICT.
+    ExemptProbe,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -60,7 +63,7 @@ pub struct ConnInfo {
 #[derive(Default)]
 struct Inner {
     next_id: u64,
-    open: HashMap<u64, ConnInfo>,
+    open: HashMap<u64, (ConnInfo, CancellationToken)>,
     recent: VecDeque<ConnInfo>,
 }
 
@@ -91,6 +94,8 @@ pub struct NewConn {
     pub dst: SocketAddr,
     pub transport: &'static str,
     pub peer: PeerIdentity,
+    /// Cancelling it ends the connection (see [`ConnTable::close_where`]).
+    pub cancel: CancellationToken,
 }
 
 impl ConnTable {
@@ -113,7 +118,7 @@ impl ConnTable {
             bytes_received: 0,
             error: None,
         };
-        inner.open.insert(id, info);
+        inner.open.insert(id, (info, conn.cancel));
         ConnGuard {
             table: self.clone(),
             id,
@@ -125,7 +130,7 @@ impl ConnTable {
 
     pub fn snapshot(&self) -> ConnSnapshot {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let mut open: Vec<ConnInfo> = inner.open.values().cloned().collect();
+        let mut open: Vec<ConnInfo> = inner.open.values().map(|(c, _)| c.clone()).collect();
         open.sort_by_key(|c| c.id);
         ConnSnapshot {
             open,
@@ -133,9 +138,22 @@ impl ConnTable {
         }
     }
 
+    /// Ends every open connection `pred` selects; returns what it ended.
+    pub fn close_where(&self, pred: impl Fn(&ConnInfo) -> bool) -> Vec<ConnInfo> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut closed = Vec::new();
+        for (info, cancel) in inner.open.values() {
+            if pred(info) {
+                cancel.cancel();
+                closed.push(info.clone());
+            }
+        }
+        closed
+    }
+
     fn close(&self, guard: &ConnGuard) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(mut info) = inner.open.remove(&guard.id) {
+        if let Some((mut info, _)) = inner.open.remove(&guard.id) {
             info.closed_unix_ms = Some(now_ms());
             info.bytes_sent = guard.sent;
             info.bytes_received = guard.received;
@@ -184,6 +202,7 @@ mod tests {
             dst: "10.0.0.2:80".parse().unwrap(),
             transport: "plaintext",
             peer: PeerIdentity::None(NoIdentity::NotInMesh),
+            cancel: CancellationToken::new(),
         }
     }
 
@@ -199,6 +218,20 @@ mod tests {
         assert_eq!(snap.recent[0].bytes_sent, 10);
         assert_eq!(snap.recent[0].bytes_received, 20);
         assert!(snap.recent[0].closed_unix_ms.is_some());
+    }
+
+    #[test]
+    fn close_where_cancels_only_matching_connections() {
+        let table = ConnTable::default();
+        let (a, b) = (conn(), conn());
+        let (ta, tb) = (a.cancel.clone(), b.cancel.clone());
+        let _ga = table.open(a);
+        let mut other = b;
+        other.direction = Direction::Inbound;
+        let _gb = table.open(other);
+        let closed = table.close_where(|c| c.direction == Direction::Inbound);
+        assert_eq!(closed.len(), 1);
+        assert!(tb.is_cancelled() && !ta.is_cancelled());
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod datapath;
 mod hbone;
 mod identity;
 mod netns;
+mod policy;
 mod proxy;
 mod run;
 mod sys;

@@ -14,12 +14,13 @@ use crate::{
     api::{self, ApiServer},
     config::Config,
     connections::ConnTable,
-    datapath::{find_cgroup2_root, Datapath, DatapathConfig},
+    datapath::{find_cgroup2_root, Datapath, DatapathConfig, Pins},
     hbone::{HboneClient, MeshDiscovery},
     identity::{validate_trust_domain, Ca, CertManager},
+    policy::PolicyStore,
     proxy::{LocalIdentities, ProxyContext},
     tls::TrustContext,
-    workloads::Workloads,
+    workloads::{StateFile, Workloads},
 };
 
 /// How long open connections get to finish after shutdown is signalled.
@@ -43,19 +44,13 @@ pub async fn run(config: Config) -> Result<()> {
     let trust = TrustContext::new(ca.roots(), &config.trust_domain)?;
     info!(ca_dir = %config.ca_dir.display(), roots = ca.roots().len(),
           trust_domain = %config.trust_domain, "CA loaded");
+    // The socket is this agent's lock: bind it before touching any pinned state.
     let listener = api::bind(&config.socket).await?;
-    let datapath = Datapath::load(&DatapathConfig {
-        cgroup_root,
-        mark: config.mark,
-        outbound_port: config.outbound_port,
-        hbone_port: config.hbone_port,
-        bpf_log: config.bpf_log,
-    });
-    let datapath = match datapath {
-        Ok(d) => d,
+    let (datapath, earlier_runs) = match load_datapath(&config, cgroup_root) {
+        Ok(loaded) => loaded,
         Err(e) => {
             let _ = std::fs::remove_file(&config.socket);
-            return Err(e.into());
+            return Err(e);
         }
     };
     let shutdown = CancellationToken::new();
@@ -69,10 +64,36 @@ pub async fn run(config: Config) -> Result<()> {
         hbone: HboneClient::new(shutdown.clone()),
         discovery: MeshDiscovery::default(),
         local: LocalIdentities::default(),
+        host_flows: datapath.host_flows(),
     };
+    let policy = Arc::new(std::sync::Mutex::new(load_policy(&config)));
     let certs = CertManager::new(ca, config.cert_lifetime);
-    let workloads = Workloads::new(datapath, proxy, certs, trust, shutdown.clone());
+    let state = StateFile::new(&config.state_dir);
+    let workloads = Workloads::new(
+        datapath,
+        proxy,
+        certs,
+        trust,
+        policy.clone(),
+        state,
+        shutdown.clone(),
+    );
     let workloads = Arc::new(Mutex::new(workloads));
+    // Serve the previous run's pods before letting go of its pinned programs, so a STRICT
+    // pod is never open in between.
+    let restored = workloads.lock().await.restore().await;
+    Pins::release(&earlier_runs);
+    if restored > 0 {
+        info!(pods = restored, "restored the pods of the previous run");
+    }
+    if let Some(dir) = config.policy_dir.clone() {
+        tokio::spawn(watch_policy(
+            dir,
+            policy,
+            workloads.clone(),
+            shutdown.clone(),
+        ));
+    }
     let server = Arc::new(ApiServer {
         workloads: workloads.clone(),
         conns,
@@ -95,6 +116,71 @@ pub async fn run(config: Config) -> Result<()> {
     drop(workloads);
     info!("stopped");
     Ok(())
+}
+
+/// Loads and attaches the datapath, pinning its links in a new generation; returns it and
+/// the generations earlier runs left. A failure leaves nothing attached.
+fn load_datapath(
+    config: &Config,
+    cgroup_root: std::path::PathBuf,
+) -> Result<(Datapath, Vec<std::path::PathBuf>)> {
+    let node_netns_cookie = crate::netns::current_cookie()
+        .context("reading the node's netns cookie (SO_NETNS_COOKIE needs Linux >= 5.14)")?;
+    let (pins, earlier_runs) = Pins::prepare(&config.bpffs_dir)?;
+    let generation = pins.dir().to_path_buf();
+    let cfg = DatapathConfig {
+        cgroup_root,
+        mark: config.mark,
+        outbound_port: config.outbound_port,
+        hbone_port: config.hbone_port,
+        node_netns_cookie,
+        bpf_log: config.bpf_log,
+    };
+    match Datapath::load(&cfg, pins) {
+        Ok(datapath) => Ok((datapath, earlier_runs)),
+        Err(e) => {
+            Pins::release(&[generation]);
+            Err(e.into())
+        }
+    }
+}
+
+/// The policy store, with `--policy-dir` read once before any pod is served.
+fn load_policy(config: &Config) -> PolicyStore {
+    let mut store = PolicyStore::new(config.root_namespace.clone());
+    if let Some(dir) = &config.policy_dir {
+        let errors = store.load_dir(dir);
+        info!(dir = %dir.display(), objects = store.objects().len(), errors = errors.len(), "policy loaded");
+    }
+    store
+}
+
+/// How often `--policy-dir` is checked for changes.
+const POLICY_POLL: Duration = Duration::from_millis(300);
+
+/// Re-reads the policy directory when it changes and applies the result to every pod.
+async fn watch_policy(
+    dir: std::path::PathBuf,
+    policy: Arc<std::sync::Mutex<PolicyStore>>,
+    workloads: Arc<Mutex<Workloads>>,
+    shutdown: CancellationToken,
+) {
+    let mut seen = policy.lock().map(|p| p.version()).unwrap_or(0);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(POLICY_POLL) => {}
+        }
+        let version = {
+            let mut store = policy.lock().unwrap_or_else(|p| p.into_inner());
+            store.load_dir(&dir);
+            store.version()
+        };
+        if version != seen {
+            seen = version;
+            workloads.lock().await.apply_policy();
+        }
+    }
 }
 
 async fn wait_for_signal() -> Result<()> {

@@ -47,6 +47,11 @@ pub fn ca_dir(dir: &Path) -> Result<PathBuf> {
     Ok(ca)
 }
 
+/// Where node `index`'s agent pins its links (a bpffs it mounts itself).
+pub fn bpffs_dir(dir: &Path, index: usize) -> PathBuf {
+    dir.join(format!("bpffs-n{}", index + 1))
+}
+
 pub struct Agent {
     child: Child,
     pub socket: PathBuf,
@@ -60,7 +65,10 @@ impl Agent {
         let ca = ca_dir(dir)?;
         let socket = dir.join(format!("agent-n{}.sock", index + 1));
         let log = dir.join(format!("agent-n{}.log", index + 1));
-        let log_file = std::fs::File::create(&log)?;
+        let log_file = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&log)?;
         let mark = format!("{}", 0x7000 + index);
         let child = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{node_netns}"))
@@ -71,6 +79,10 @@ impl Agent {
             .args(["--mark", &mark])
             .arg("--ca-dir")
             .arg(&ca)
+            .arg("--state-dir")
+            .arg(dir.join(format!("state-n{}", index + 1)))
+            .arg("--bpffs-dir")
+            .arg(bpffs_dir(dir, index))
             .args(extra)
             .env("RUST_LOG", "info,podlock=debug")
             .stdin(Stdio::null())
@@ -158,8 +170,13 @@ impl Agent {
 
     /// Enrolls with a given service account (and so SPIFFE identity).
     pub fn enroll_as(&self, pod: &Pod, service_account: &str) -> Result<String> {
+        self.enroll_with(pod, service_account, &[])
+    }
+
+    /// Enrolls with a service account and labels (`key=value`).
+    pub fn enroll_with(&self, pod: &Pod, service_account: &str, labels: &[&str]) -> Result<String> {
         let netns = pod.netns_path.display().to_string();
-        self.cli_ok(&[
+        let mut args = vec![
             "enroll",
             "--netns",
             &netns,
@@ -169,7 +186,18 @@ impl Agent {
             &pod.name,
             "--service-account",
             service_account,
-        ])
+        ];
+        for label in labels {
+            args.extend(["--label", label]);
+        }
+        self.cli_ok(&args)
+    }
+
+    /// `podlock policy apply -f` with `yaml` written to a file next to the agent's log.
+    pub fn apply_policy(&self, yaml: &str) -> Result<String> {
+        let file = self.log.with_extension("policy.yaml");
+        std::fs::write(&file, yaml)?;
+        self.cli_ok(&["policy", "apply", "-f", &file.display().to_string()])
     }
 
     pub fn unenroll(&self, pod: &Pod) -> Result<String> {

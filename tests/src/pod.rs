@@ -58,15 +58,7 @@ impl Pod {
     /// Runs `f` on a thread inside the pod's network namespace (sockets it creates belong
     /// to the pod).
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let netns = File::open(&self.netns_path).expect("pod netns exists");
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                setns(&netns, CloneFlags::CLONE_NEWNET).expect("setns into pod");
-                f()
-            })
-            .join()
-            .expect("pod thread panicked")
-        })
+        run_in_netns(&self.netns_path, f)
     }
 
     /// Starts a program as a process of the pod: first moved into the pod's cgroup, then
@@ -124,4 +116,17 @@ impl Pod {
         let _ = cmd::ip(&["netns", "del", &self.netns_name]);
         let _ = std::fs::remove_dir(&self.cgroup);
     }
+}
+
+/// Runs `f` on a thread inside the network namespace at `path`.
+pub fn run_in_netns<T: Send>(path: &Path, f: impl FnOnce() -> T + Send) -> T {
+    let netns = File::open(path).expect("netns exists");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            setns(&netns, CloneFlags::CLONE_NEWNET).expect("setns");
+            f()
+        })
+        .join()
+        .expect("netns thread panicked")
+    })
 }

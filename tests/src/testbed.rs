@@ -42,6 +42,11 @@ impl Node {
         self.agent.take()
     }
 
+    /// Runs `f` in the node's own network namespace (where kubelet probes come from).
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        crate::pod::run_in_netns(Path::new(&format!("/run/netns/{}", self.netns)), f)
+    }
+
     pub fn pod(&self, name: &str) -> &Pod {
         self.pods
             .iter()
@@ -237,6 +242,11 @@ impl Drop for Testbed {
                 }
                 let _ = agent.stop();
             }
+        }
+        for node in &self.nodes {
+            // Unmounting the agent's bpffs releases whatever it left pinned (STRICT pods).
+            let pins = crate::agent::bpffs_dir(&self.dir, node.index);
+            let _ = nix::mount::umount2(&pins, nix::mount::MntFlags::MNT_DETACH);
         }
         for node in &mut self.nodes {
             for pod in node.pods.drain(..) {

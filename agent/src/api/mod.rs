@@ -20,6 +20,16 @@ pub enum Request {
     Pods,
     Connections,
     Config,
+    /// Effective policy of every enrolled pod.
+    Policy,
+    /// Add or replace PeerAuthentication objects (YAML, one or more documents).
+    PolicyApply {
+        yaml: String,
+    },
+    PolicyDelete {
+        namespace: String,
+        name: String,
+    },
 }
 
 /// `{"ok": <result>}` or `{"error": "<one line naming what was wrong>"}`.
@@ -31,4 +41,4 @@ pub enum Response {
 }
 
 /// Largest request line accepted; anything longer is an error, not an allocation.
-pub const MAX_REQUEST: usize = 64 * 1024;
+pub const MAX_REQUEST: usize = 256 * 1024;

@@ -91,7 +91,16 @@ async fn handle_client(stream: UnixStream, api: Arc<ApiServer>) {
         };
         let mut out = serde_json::to_vec(&response).unwrap_or_default();
         out.push(b'\n');
-        if write.write_all(&out).await.is_err() || line.len() > MAX_REQUEST {
+        if write.write_all(&out).await.is_err() {
+            break;
+        }
+        if line.len() > MAX_REQUEST {
+            // Say so, then discard the rest for a moment so the client reads the answer
+            // instead of a reset.
+            let _ = write.shutdown().await;
+            let mut sink = tokio::io::sink();
+            let drain = tokio::io::copy(&mut lines, &mut sink);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
             break;
         }
     }
@@ -118,6 +127,19 @@ impl ApiServer {
             Request::Pods => ok(self.workloads.lock().await.list()),
             Request::Connections => ok(self.conns.snapshot()),
             Request::Config => ok(&*self.config),
+            Request::Policy => ok(self.workloads.lock().await.policy_report()),
+            Request::PolicyApply { yaml } => {
+                match self.workloads.lock().await.apply_policy_yaml(&yaml) {
+                    Ok(changes) => ok(changes),
+                    Err(e) => Response::Error(e.to_string()),
+                }
+            }
+            Request::PolicyDelete { namespace, name } => {
+                match self.workloads.lock().await.delete_policy(&namespace, &name) {
+                    Ok(()) => ok(format!("{namespace}/{name} deleted")),
+                    Err(e) => Response::Error(e.to_string()),
+                }
+            }
         }
     }
 }

@@ -8,13 +8,19 @@
 
 mod addr;
 mod cgroup;
+mod host_flows;
+mod modes;
 mod orig_dst;
+mod pins;
 
 use std::{collections::HashMap, net::IpAddr, os::fd::AsRawFd, path::PathBuf};
 
 use aya::{
     maps::{HashMap as BpfHashMap, MapData, SockHash},
-    programs::{links::CgroupAttachMode, CgroupSockAddr, Program, SkLookup, SockOps},
+    programs::{
+        links::{CgroupAttachMode, FdLink, PinnedLink},
+        CgroupSockAddr, SkLookup, SockOps,
+    },
     Ebpf, EbpfLoader,
 };
 use podlock_common::{IpKey, PodConfig, POD_CAPTURE_OUTBOUND};
@@ -22,7 +28,10 @@ use tracing::{debug, info, warn};
 
 pub use addr::ip_key;
 pub use cgroup::find_cgroup2_root;
+pub use host_flows::HostFlows;
+pub use modes::InboundMode;
 pub use orig_dst::OrigDstTable;
+pub use pins::Pins;
 
 static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("PODLOCK_BPF_OBJECT"));
 
@@ -52,6 +61,11 @@ pub enum DatapathError {
     },
     #[error("eBPF object has no {0} (was it built from this source tree?)")]
     Missing(&'static str),
+    #[error("pinning in {path} (pass --bpffs-dir on a bpffs mount): {source}")]
+    Pin {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot open cgroup2 root {path}: {source}")]
     Cgroup {
         path: PathBuf,
@@ -65,6 +79,8 @@ pub struct DatapathConfig {
     pub mark: u32,
     pub outbound_port: u16,
     pub hbone_port: u16,
+    /// Netns cookie of the node's own network namespace (kubelet probes come from there).
+    pub node_netns_cookie: u64,
     /// Forward the eBPF programs' own log lines (aya-log) to tracing.
     pub bpf_log: bool,
 }
@@ -73,10 +89,12 @@ pub struct Datapath {
     ebpf: Ebpf,
     pods: BpfHashMap<MapData, u64, PodConfig>,
     listeners: SockHash<MapData, IpKey>,
-    sk_lookup_links: HashMap<u64, aya::programs::sk_lookup::SkLookupLinkId>,
+    pins: Pins,
+    cgroup_links: Vec<PinnedLink>,
+    sk_lookup_links: HashMap<u64, PinnedLink>,
     orig_dst: OrigDstTable,
-    /// Set once [`Datapath::detach_all`] ran.
-    detached: bool,
+    host_flows: HostFlows,
+    modes: modes::InboundModes,
 }
 
 fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> DatapathError {
@@ -88,13 +106,15 @@ fn prog_err(name: &'static str) -> impl FnOnce(aya::programs::ProgramError) -> D
 }
 
 impl Datapath {
-    /// Loads the programs and attaches the cgroup ones at `cfg.cgroup_root`.
-    pub fn load(cfg: &DatapathConfig) -> Result<Self, DatapathError> {
+    /// Loads the programs and attaches the cgroup ones at `cfg.cgroup_root`, pinning their
+    /// links in this run's generation of `pins`.
+    pub fn load(cfg: &DatapathConfig, pins: Pins) -> Result<Self, DatapathError> {
         let log_level: u8 = if cfg.bpf_log { 5 } else { 0 };
         let mut ebpf = EbpfLoader::new()
             .override_global("AGENT_MARK", &cfg.mark, true)
             .override_global("OUTBOUND_PORT", &cfg.outbound_port, true)
             .override_global("HBONE_PORT", &cfg.hbone_port, true)
+            .override_global("NODE_NETNS_COOKIE", &cfg.node_netns_cookie, true)
             .override_global("AYA_LOG_LEVEL", &log_level, false)
             .load(BPF_OBJECT)?;
         if cfg.bpf_log {
@@ -105,19 +125,27 @@ impl Datapath {
                 path: cfg.cgroup_root.clone(),
                 source,
             })?;
+        let mut cgroup_links = Vec::new();
         for name in CGROUP_PROGRAMS {
             let prog = ebpf.program_mut(name).ok_or(DatapathError::Missing(name))?;
-            if name == "podlock_sockops" {
+            let link: FdLink = if name == "podlock_sockops" {
                 let prog: &mut SockOps = prog.try_into().map_err(prog_err(name))?;
                 prog.load().map_err(prog_err(name))?;
-                prog.attach(&cgroup, CgroupAttachMode::Single)
+                let id = prog
+                    .attach(&cgroup, CgroupAttachMode::Single)
                     .map_err(prog_err(name))?;
+                let link = prog.take_link(id).map_err(prog_err(name))?;
+                link.try_into().map_err(|_| DatapathError::Missing(name))?
             } else {
                 let prog: &mut CgroupSockAddr = prog.try_into().map_err(prog_err(name))?;
                 prog.load().map_err(prog_err(name))?;
-                prog.attach(&cgroup, CgroupAttachMode::Single)
+                let id = prog
+                    .attach(&cgroup, CgroupAttachMode::Single)
                     .map_err(prog_err(name))?;
-            }
+                let link = prog.take_link(id).map_err(prog_err(name))?;
+                link.try_into().map_err(|_| DatapathError::Missing(name))?
+            };
+            cgroup_links.push(pins.pin(name, link)?);
             debug!(program = name, cgroup = %cfg.cgroup_root.display(), "attached");
         }
         let lookup: &mut SkLookup = ebpf
@@ -133,20 +161,45 @@ impl Datapath {
         let listeners = SockHash::try_from(listeners).map_err(map_err("INBOUND_LISTENERS"))?;
         let established = take_map(&mut ebpf, "ESTABLISHED_ORIG")?;
         let established = BpfHashMap::try_from(established).map_err(map_err("ESTABLISHED_ORIG"))?;
+        let host_flows = take_map(&mut ebpf, "HOST_FLOWS")?;
+        let host_flows = BpfHashMap::try_from(host_flows).map_err(map_err("HOST_FLOWS"))?;
+        let modes = take_map(&mut ebpf, "INBOUND_MODES")?;
+        let modes = BpfHashMap::try_from(modes).map_err(map_err("INBOUND_MODES"))?;
         info!(cgroup = %cfg.cgroup_root.display(), mark = cfg.mark, "eBPF programs attached");
         Ok(Self {
             ebpf,
             pods,
             listeners,
+            pins,
+            cgroup_links,
             sk_lookup_links: HashMap::new(),
             orig_dst: OrigDstTable::new(established),
-            detached: false,
+            host_flows: HostFlows::new(host_flows),
+            modes: modes::InboundModes::new(modes),
         })
     }
 
     /// Where accepted outbound connections look up their original destination.
     pub fn orig_dst(&self) -> OrigDstTable {
         self.orig_dst.clone()
+    }
+
+    /// Which connections the node itself opened (probes exempt from STRICT).
+    pub fn host_flows(&self) -> HostFlows {
+        self.host_flows.clone()
+    }
+
+    /// What sk_lookup does with plaintext arriving for the pod at `ips`.
+    pub fn set_inbound_modes(
+        &mut self,
+        cookie: u64,
+        ips: &[IpAddr],
+        default: InboundMode,
+        ports: &[(u16, InboundMode)],
+    ) -> Result<(), DatapathError> {
+        self.modes
+            .set(cookie, ips, default, ports)
+            .map_err(map_err("INBOUND_MODES"))
     }
 
     /// Starts capturing a pod: inbound steering to `listeners` (one per address), then
@@ -173,8 +226,12 @@ impl Datapath {
                 .ok_or(DatapathError::Missing("podlock_sk_lookup"))?
                 .try_into()
                 .map_err(prog_err("podlock_sk_lookup"))?;
-            let link = prog.attach(&file).map_err(prog_err("podlock_sk_lookup"))?;
-            self.sk_lookup_links.insert(netns.cookie(), link);
+            let id = prog.attach(&file).map_err(prog_err("podlock_sk_lookup"))?;
+            let link = prog.take_link(id).map_err(prog_err("podlock_sk_lookup"))?;
+            let pinned = self
+                .pins
+                .pin(&format!("sk_lookup-{}", netns.cookie()), link.into())?;
+            self.sk_lookup_links.insert(netns.cookie(), pinned);
         }
         let config = PodConfig {
             flags: POD_CAPTURE_OUTBOUND,
@@ -197,39 +254,38 @@ impl Datapath {
             }
         }
         if let Some(link) = self.sk_lookup_links.remove(&cookie) {
-            let detached = self
-                .ebpf
-                .program_mut("podlock_sk_lookup")
-                .and_then(|p| <&mut SkLookup>::try_from(p).ok())
-                .map(|p| p.detach(link));
-            if let Some(Err(e)) = detached {
-                warn!(cookie, error = %e, "detaching sk_lookup");
-            }
+            pins::unpin_link(link);
         }
         self.orig_dst.forget_netns(cookie);
+        self.modes.clear(cookie);
     }
 }
 
 impl Datapath {
-    /// Detaches every program (cgroup and sk_lookup) now, rather than when the agent exits.
-    pub fn detach_all(&mut self) {
-        if std::mem::replace(&mut self.detached, true) {
-            return;
-        }
-        let names = CGROUP_PROGRAMS.iter().chain(["podlock_sk_lookup"].iter());
-        for name in names {
-            let result = match self.ebpf.program_mut(name) {
-                Some(Program::CgroupSockAddr(p)) => p.unload(),
-                Some(Program::SockOps(p)) => p.unload(),
-                Some(Program::SkLookup(p)) => p.unload(),
-                _ => Ok(()),
-            };
-            if let Err(e) = result {
-                warn!(program = name, error = %e, "detaching");
+    /// The agent is stopping. Pods in `closed` (netns cookie, keep outbound capture) stay
+    /// as they are, pinned, so nothing plaintext reaches or leaves them until an agent is
+    /// back: inbound STRICT is refused by sk_lookup, outbound is rewritten to a listener
+    /// that no longer exists. Every other pod must already be unenrolled. With no such
+    /// pods everything is detached and unpinned.
+    pub fn shutdown(&mut self, closed: &[(u64, bool)]) {
+        for (cookie, outbound) in closed {
+            if !outbound {
+                let _ = self.pods.remove(cookie);
             }
         }
-        self.sk_lookup_links.clear();
-        info!("eBPF programs detached");
+        if closed.is_empty() {
+            for link in self.cgroup_links.drain(..) {
+                pins::unpin_link(link);
+            }
+            for (_, link) in self.sk_lookup_links.drain() {
+                pins::unpin_link(link);
+            }
+            self.pins.remove();
+            info!("eBPF programs detached");
+        } else {
+            info!(pods = closed.len(), pins = %self.pins.dir().display(),
+                  "STRICT pods stay closed while the agent is down; their programs stay attached");
+        }
     }
 }
 

@@ -32,6 +32,15 @@ impl MeshDiscovery {
         }
     }
 
+    /// Forgets what is known about `ip`, so the next connection probes it again (e.g. after
+    /// plaintext to it was refused: it may have just joined the mesh).
+    pub fn forget(&self, ip: IpAddr) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&ip);
+    }
+
     pub fn record(&self, ip: IpAddr, mesh: bool) {
         let ttl = if mesh { MESH_TTL } else { NOT_MESH_TTL };
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());

@@ -116,6 +116,11 @@ impl std::fmt::Debug for Netns {
     }
 }
 
+/// The cookie of the calling thread's own network namespace (the node's, for the agent).
+pub fn current_cookie() -> io::Result<u64> {
+    crate::sys::netns_cookie(&raw_socket(AddressFamily::Inet, None)?)
+}
+
 fn raw_socket(family: AddressFamily, mark: Option<u32>) -> io::Result<OwnedFd> {
     let fd = socket::socket(
         family,

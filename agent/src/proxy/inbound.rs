@@ -35,15 +35,23 @@ pub(super) async fn handle(
             return;
         }
     };
+    // Under STRICT only the node's own connections (probes) get this far; say which.
+    let reason = if ctx.host_flows.opened_by_node(peer, dst) {
+        NoIdentity::ExemptProbe
+    } else {
+        NoIdentity::PlaintextCaptured
+    };
+    let cancel = pod.token.child_token();
     let mut guard = ctx.conns.open(NewConn {
         pod: pod.label.clone(),
         direction: Direction::Inbound,
         src: peer,
         dst,
         transport: "plaintext",
-        peer: PeerIdentity::None(NoIdentity::PlaintextCaptured),
+        peer: PeerIdentity::None(reason),
+        cancel: cancel.clone(),
     });
-    let r = relay::relay(client, app).await;
+    let r = relay::relay(client, app, &cancel).await;
     let error = r.error.as_ref().map(ToString::to_string);
     info!(pod = %pod.label, direction = "inbound", src = %peer, %dst, transport = "plaintext",
           sent = r.b_to_a, received = r.a_to_b, error = error.as_deref().unwrap_or(""), "connection closed");

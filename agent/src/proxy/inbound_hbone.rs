@@ -117,6 +117,7 @@ async fn serve_stream(
         }
     };
     let tunnel = H2Stream::new(send, request.into_body());
+    let cancel = pod.token.child_token();
     let mut guard = ctx.conns.open(NewConn {
         pod: pod.label.clone(),
         direction: Direction::Inbound,
@@ -124,8 +125,9 @@ async fn serve_stream(
         dst: target,
         transport: "hbone",
         peer: PeerIdentity::Verified(client.to_string()),
+        cancel: cancel.clone(),
     });
-    let r = relay::relay(tunnel, app).await;
+    let r = relay::relay(tunnel, app, &cancel).await;
     let error = r.error.as_ref().map(ToString::to_string);
     info!(pod = %pod.label, direction = "inbound", src = %peer, dst = %target, transport = "hbone",
           identity = %client, sent = r.b_to_a, received = r.a_to_b,

@@ -7,10 +7,13 @@
 //! the agent dials from a pod carries its SO_MARK.
 #![forbid(unsafe_code)]
 
+mod exempt;
 mod inbound;
 mod inbound_hbone;
 mod outbound;
 mod relay;
+
+pub use exempt::{Exemption, EXEMPT_ANNOTATION};
 
 use std::{
     collections::HashMap,
@@ -28,10 +31,11 @@ use tracing::{debug, warn};
 use crate::{
     config::Config,
     connections::ConnTable,
-    datapath::OrigDstTable,
+    datapath::{HostFlows, OrigDstTable},
     hbone::{HboneClient, MeshDiscovery},
     identity::SpiffeId,
     netns::Netns,
+    policy::{Effective, Mode},
 };
 
 /// What every proxy task of every pod shares.
@@ -44,6 +48,23 @@ pub struct ProxyContext {
     pub hbone: HboneClient,
     pub discovery: MeshDiscovery,
     pub local: LocalIdentities,
+    pub host_flows: HostFlows,
+}
+
+/// The policy in force for one pod, as its proxies need it.
+#[derive(Clone, Debug)]
+pub struct PodPolicy {
+    pub effective: Effective,
+    /// Destinations this pod may reach in plaintext while STRICT.
+    pub exemptions: Vec<Exemption>,
+}
+
+impl PodPolicy {
+    /// STRICT pods send nothing in plaintext, except to exempt destinations.
+    pub fn allows_plaintext_to(&self, dst: SocketAddr) -> bool {
+        self.effective.default.mode != Mode::Strict
+            || self.exemptions.iter().any(|e| e.matches(dst))
+    }
 }
 
 /// Identities of the pods enrolled on this node, by address: the exact identity an
@@ -83,9 +104,17 @@ pub struct PodEndpoint {
     /// Cancelled when the pod is unenrolled or the agent stops.
     pub token: CancellationToken,
     pub tls: PodTls,
+    pub policy: RwLock<Arc<PodPolicy>>,
 }
 
 impl PodEndpoint {
+    pub fn policy(&self) -> Arc<PodPolicy> {
+        self.policy
+            .read()
+            .map(|p| p.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
     /// Opens a connection from inside the pod's netns, carrying the agent's mark so the
     /// eBPF programs never capture it again.
     pub async fn dial(&self, dst: SocketAddr, mark: u32) -> io::Result<TcpStream> {

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use super::{relay, PodEndpoint, ProxyContext};
 use crate::{
-    connections::{ConnGuard, Direction, NewConn, NoIdentity, PeerIdentity},
+    connections::{Direction, NewConn, NoIdentity, PeerIdentity},
     hbone::{self, Dialled, PoolKey, UpstreamError},
     tls,
 };
@@ -36,25 +36,22 @@ pub(super) async fn handle(
     let _ = client.set_nodelay(true);
     if ctx.discovery.lookup(dst.ip()) != Some(false) {
         match open_hbone(&pod, dst, &ctx).await {
-            Ok(opened) => {
+            Ok(hbone::Opened {
+                stream,
+                peer: server,
+                lease,
+            }) => {
                 ctx.discovery.record(dst.ip(), true);
+                // The app's own port, on the pod's address: the tunnel's socket is shared.
                 let src =
                     SocketAddr::new(pod.ips.first().copied().unwrap_or(peer.ip()), peer.port());
-                let guard = ctx.conns.open(NewConn {
-                    pod: pod.label.clone(),
-                    direction: Direction::Outbound,
-                    src,
-                    dst,
-                    transport: "hbone",
-                    peer: PeerIdentity::Verified(opened.peer.to_string()),
-                });
-                let r = relay::relay(client, opened.stream).await;
-                drop(opened.lease);
-                finish(guard, &pod, src, dst, "hbone", r);
+                let peer_id = PeerIdentity::Verified(server.to_string());
+                carry(client, stream, &pod, &ctx, src, dst, "hbone", peer_id).await;
+                drop(lease);
                 return;
             }
             Err(UpstreamError::NotMesh { reason, .. }) => {
-                info!(pod = %pod.label, %dst, %reason, "destination is not in the mesh; plaintext");
+                info!(pod = %pod.label, %dst, %reason, "destination is not in the mesh");
                 ctx.discovery.record(dst.ip(), false);
             }
             Err(e) => {
@@ -64,35 +61,52 @@ pub(super) async fn handle(
             }
         }
     }
+    if !pod.policy().allows_plaintext_to(dst) {
+        warn!(pod = %pod.label, %dst,
+              "STRICT: destination is not in the mesh and not exempt; resetting (exempt it with --outbound-exempt or the podlock.io/outbound-exempt annotation)");
+        relay::reset(&client);
+        return;
+    }
     let upstream = match pod.dial(dst, ctx.config.mark).await {
         Ok(s) => s,
         Err(e) => {
             info!(pod = %pod.label, %dst, error = %e, "upstream connect failed; resetting client");
+            // A STRICT destination refuses plaintext: probe for HBONE again next time.
+            ctx.discovery.forget(dst.ip());
             relay::reset(&client);
             return;
         }
     };
     let src = upstream.local_addr().unwrap_or(peer);
-    let guard = ctx.conns.open(NewConn {
+    let peer_id = PeerIdentity::None(NoIdentity::NotInMesh);
+    carry(client, upstream, &pod, &ctx, src, dst, "plaintext", peer_id).await;
+}
+
+/// Relays one connection, recorded in the connection table and logged when it ends.
+#[allow(clippy::too_many_arguments)]
+async fn carry<U>(
+    client: TcpStream,
+    upstream: U,
+    pod: &PodEndpoint,
+    ctx: &ProxyContext,
+    src: SocketAddr,
+    dst: SocketAddr,
+    transport: &'static str,
+    peer: PeerIdentity,
+) where
+    U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + relay::Abort,
+{
+    let cancel = pod.token.child_token();
+    let mut guard = ctx.conns.open(NewConn {
         pod: pod.label.clone(),
         direction: Direction::Outbound,
         src,
         dst,
-        transport: "plaintext",
-        peer: PeerIdentity::None(NoIdentity::NotInMesh),
+        transport,
+        peer,
+        cancel: cancel.clone(),
     });
-    let r = relay::relay(client, upstream).await;
-    finish(guard, &pod, src, dst, "plaintext", r);
-}
-
-fn finish(
-    mut guard: ConnGuard,
-    pod: &PodEndpoint,
-    src: SocketAddr,
-    dst: SocketAddr,
-    transport: &str,
-    r: relay::Relayed,
-) {
+    let r = relay::relay(client, upstream, &cancel).await;
     let error = r.error.as_ref().map(ToString::to_string);
     info!(pod = %pod.label, direction = "outbound", %src, %dst, transport,
           sent = r.a_to_b, received = r.b_to_a, error = error.as_deref().unwrap_or(""), "connection closed");

@@ -9,6 +9,7 @@ use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::TcpStream,
 };
+use tokio_util::sync::CancellationToken;
 
 use crate::hbone::H2Stream;
 
@@ -39,12 +40,19 @@ pub struct Relayed {
     pub error: Option<io::Error>,
 }
 
-pub async fn relay<A, B>(mut a: A, mut b: B) -> Relayed
+/// Copies until both directions end, either side fails, or `cancel` fires (the pod was
+/// unenrolled, the agent is stopping, or policy now forbids the connection): then both
+/// sides are reset.
+pub async fn relay<A, B>(mut a: A, mut b: B, cancel: &CancellationToken) -> Relayed
 where
     A: AsyncRead + AsyncWrite + Unpin + Abort,
     B: AsyncRead + AsyncWrite + Unpin + Abort,
 {
-    match tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, BUF, BUF).await {
+    let copied = tokio::select! {
+        r = tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, BUF, BUF) => r,
+        _ = cancel.cancelled() => Err(io::Error::new(io::ErrorKind::ConnectionAborted, "closed by the agent")),
+    };
+    match copied {
         Ok((a_to_b, b_to_a)) => Relayed {
             a_to_b,
             b_to_a,

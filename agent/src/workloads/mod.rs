@@ -5,9 +5,16 @@
 //! Unenrolling reverses it: capture off first, then listeners and connections close.
 #![forbid(unsafe_code)]
 
+mod policy;
 mod spec;
+mod state;
 
-use std::{collections::BTreeMap, net::IpAddr, path::PathBuf, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex, RwLock},
+};
 
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -17,11 +24,14 @@ use crate::{
     datapath::{Datapath, DatapathError},
     identity::{CaError, CertManager, IdentityCert, SpiffeId},
     netns::{Netns, NetnsError},
+    policy::{Mode, PolicyError, PolicyStore},
     proxy::{BindError, PodEndpoint, PodListeners, PodTls, ProxyContext},
     tls::{TlsError, TrustContext},
 };
 
+pub use policy::PolicyReport;
 pub use spec::{PodKey, PodSpec, SpecError};
+pub use state::StateFile;
 
 /// What `podlock pods` shows for one pod.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -67,6 +77,8 @@ pub enum WorkloadError {
     Cert(#[from] CaError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
     #[error("agent is shutting down")]
     ShuttingDown,
 }
@@ -107,6 +119,8 @@ pub struct Workloads {
     proxy: ProxyContext,
     certs: CertManager,
     trust: TrustContext,
+    policy: Arc<Mutex<PolicyStore>>,
+    state: StateFile,
     shutdown: CancellationToken,
 }
 
@@ -124,6 +138,8 @@ impl Workloads {
         proxy: ProxyContext,
         certs: CertManager,
         trust: TrustContext,
+        policy: Arc<Mutex<PolicyStore>>,
+        state: StateFile,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
@@ -132,8 +148,31 @@ impl Workloads {
             proxy,
             certs,
             trust,
+            policy,
+            state,
             shutdown,
         }
+    }
+
+    /// Enrolls again the pods a previous run was serving; returns how many came back.
+    pub async fn restore(&mut self) -> usize {
+        let specs = self.state.load();
+        let mut restored = 0;
+        for spec in specs {
+            let key = spec.key();
+            match self.enroll(spec).await {
+                Ok(_) => restored += 1,
+                Err(e) => {
+                    warn!(pod = %key, error = %e, "not restoring a pod from the previous run")
+                }
+            }
+        }
+        self.save_state();
+        restored
+    }
+
+    fn save_state(&self) {
+        self.state.save(self.pods.values().map(|p| &p.spec));
     }
 
     /// The pod's certificate (issued now if its identity has none yet) and TLS configs.
@@ -207,12 +246,17 @@ impl Workloads {
 
         let identity = spec.identity(&self.proxy.config.trust_domain);
         let (cert, tls) = self.pod_tls(identity.clone())?;
+        let (policy, warnings) = self.resolve_policy(&spec);
+        for w in &warnings {
+            warn!(pod = %key, "policy: {w}");
+        }
         let endpoint = Arc::new(PodEndpoint {
             label: key.to_string(),
             netns: Arc::new(netns),
             ips,
             token: self.shutdown.child_token(),
             tls,
+            policy: RwLock::new(Arc::new(policy)),
         });
         if let Err(e) = self.start(&endpoint).await {
             self.certs.release(&identity);
@@ -227,16 +271,24 @@ impl Workloads {
         };
         let info = enrolled.info();
         self.pods.insert(key, enrolled);
+        self.save_state();
         Ok((info, EnrollOutcome::Enrolled))
     }
 
-    /// Listeners first, then steering and capture, so nothing captured finds no listener.
+    /// Listeners first, then the pod's inbound modes, then steering and capture: nothing
+    /// captured finds no listener, and a STRICT pod never accepts plaintext meanwhile.
     async fn start(&mut self, endpoint: &Arc<PodEndpoint>) -> Result<(), WorkloadError> {
         let listeners = PodListeners::bind(endpoint, &self.proxy.config).await?;
-        if let Err(e) = self.datapath.enroll(&endpoint.netns, &listeners.steering()) {
+        let effective = endpoint.policy().effective.clone();
+        let enrolled = self.program_modes(endpoint, &effective).and_then(|()| {
+            Ok(self
+                .datapath
+                .enroll(&endpoint.netns, &listeners.steering())?)
+        });
+        if let Err(e) = enrolled {
             self.datapath
                 .unenroll(endpoint.netns.cookie(), &endpoint.ips);
-            return Err(e.into());
+            return Err(e);
         }
         listeners.serve(endpoint.clone(), &self.proxy);
         self.proxy
@@ -255,16 +307,31 @@ impl Workloads {
         self.proxy.local.set(&pod.endpoint.ips, None);
         pod.endpoint.token.cancel();
         self.certs.release(&pod.endpoint.tls.identity);
+        self.save_state();
         info!(pod = %key, "pod unenrolled");
         Ok(pod.info())
     }
 
-    /// Unenrolls every pod and detaches the datapath (the agent is stopping).
+    /// The agent is stopping: every pod's listeners and connections close. A pod with
+    /// anything STRICT stays closed in the datapath (see [`Datapath::shutdown`]); every
+    /// other pod is released and talks directly until an agent is back. The state file is
+    /// kept, so the next run serves the same pods.
     pub fn shutdown(&mut self) {
-        let keys: Vec<PodKey> = self.pods.keys().cloned().collect();
-        for key in keys {
-            let _ = self.unenroll(&key);
+        let mut closed = Vec::new();
+        for pod in std::mem::take(&mut self.pods).into_values() {
+            let effective = pod.endpoint.policy().effective.clone();
+            let strict_out = effective.default.mode == Mode::Strict;
+            let strict_in = strict_out || effective.ports.values().any(|s| s.mode == Mode::Strict);
+            if strict_in {
+                info!(pod = %pod.endpoint.label, "STRICT: stays closed to plaintext while the agent is down");
+                closed.push((pod.endpoint.netns.cookie(), strict_out));
+            } else {
+                self.datapath
+                    .unenroll(pod.endpoint.netns.cookie(), &pod.endpoint.ips);
+            }
+            pod.endpoint.token.cancel();
+            self.certs.release(&pod.endpoint.tls.identity);
         }
-        self.datapath.detach_all();
+        self.datapath.shutdown(&closed);
     }
 }

@@ -49,6 +49,8 @@ pub struct SockKey {
 const _: () = assert!(core::mem::size_of::<SockKey>() == 32);
 const _: () = assert!(core::mem::size_of::<OrigDst>() == 24);
 const _: () = assert!(core::mem::size_of::<IpKey>() == 20);
+const _: () = assert!(core::mem::size_of::<PortKey>() == 24);
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 48);
 
 /// Per-pod settings, keyed by the pod's netns cookie.
 #[repr(C)]
@@ -62,9 +64,38 @@ pub struct PodConfig {
 /// Capture the pod's outbound TCP connections.
 pub const POD_CAPTURE_OUTBOUND: u32 = 1;
 
+/// Inbound mTLS mode of a pod address, for one port or (port 0) its default.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct PortKey {
+    pub ip: IpKey,
+    /// Host byte order; 0 = every port without its own entry.
+    pub port: u32,
+}
+
+/// Plaintext from outside is steered to the agent, which accepts it.
+pub const INBOUND_PERMISSIVE: u32 = 1;
+/// Plaintext from outside is refused (reset), except probes from the pod's own node.
+pub const INBOUND_STRICT: u32 = 2;
+/// Inbound traffic is not captured at all.
+pub const INBOUND_DISABLE: u32 = 3;
+
+/// A TCP connection opened from the node's own network namespace (kubelet probes):
+/// (source, destination) as the destination pod sees them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FlowKey {
+    pub src: IpKey,
+    pub dst: IpKey,
+    /// Host byte order.
+    pub sport: u32,
+    /// Host byte order.
+    pub dport: u32,
+}
+
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY (for the three impls): plain `repr(C)` data with explicit padding fields and
+    // SAFETY (for every impl here): plain `repr(C)` data with explicit padding fields and
     // no pointers, so any bit pattern is a valid value.
     #[allow(unsafe_code)]
     unsafe impl aya::Pod for super::IpKey {}
@@ -74,4 +105,8 @@ mod user {
     unsafe impl aya::Pod for super::SockKey {}
     #[allow(unsafe_code)]
     unsafe impl aya::Pod for super::PodConfig {}
+    #[allow(unsafe_code)]
+    unsafe impl aya::Pod for super::PortKey {}
+    #[allow(unsafe_code)]
+    unsafe impl aya::Pod for super::FlowKey {}
 }

@@ -9,7 +9,8 @@
 //! - `podlock_getpeername4/6` (cgroup): make getpeername() on a captured socket return the
 //!   address the application dialled.
 //! - `podlock_sk_lookup` (per pod netns): steer inbound SYNs for the pod's addresses to the
-//!   agent's in-pod plaintext listener.
+//!   agent's in-pod plaintext listener, refuse them (STRICT) or leave them (DISABLE).
+//! - `podlock_sockops` also records connections the node itself opens (kubelet probes).
 #![no_std]
 #![no_main]
 
@@ -24,7 +25,7 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, SockHash},
     Global,
 };
-use podlock_common::{IpKey, OrigDst, PodConfig, SockKey};
+use podlock_common::{FlowKey, IpKey, OrigDst, PodConfig, PortKey, SockKey};
 
 /// SO_MARK of the agent's own sockets: never captured. Overridden at load time.
 #[unsafe(no_mangle)]
@@ -37,6 +38,19 @@ static OUTBOUND_PORT: Global<u16> = Global::new(podlock_common::OUTBOUND_PORT);
 /// Port of the agent's HBONE listener inside each pod (never steered). Overridden at load time.
 #[unsafe(no_mangle)]
 static HBONE_PORT: Global<u16> = Global::new(podlock_common::HBONE_PORT);
+
+/// Cookie of the node's own network namespace (where kubelet probes come from).
+#[unsafe(no_mangle)]
+static NODE_NETNS_COOKIE: Global<u64> = Global::new(0);
+
+/// Inbound mode per pod address and port (port 0: the address's default).
+#[map]
+static INBOUND_MODES: HashMap<PortKey, u32> = HashMap::with_max_entries(65536, 0);
+
+/// Connections opened from the node's netns, so a pod's sk_lookup can exempt them from
+/// STRICT without trusting a (spoofable) source address.
+#[map]
+static HOST_FLOWS: LruHashMap<FlowKey, u32> = LruHashMap::with_max_entries(16384, 0);
 
 /// Enrolled pods, keyed by netns cookie.
 #[map]
