@@ -1,14 +1,27 @@
-//! `cargo xtask demo`: one local node with two real pods (network namespaces wired by the
-//! CNI bridge plugin, processes in their own cgroups), a real agent, a real server and
-//! client, and what the operator CLI shows. Everything is torn down at the end, and on
-//! Ctrl-C.
+//! `cargo xtask demo`: one local node with real pods (network namespaces wired by the CNI
+//! bridge plugin, processes in their own cgroups), a real agent, real traffic over mTLS,
+//! a STRICT PeerAuthentication, and what the operator CLI shows. Everything is torn down
+//! at the end, and on Ctrl-C.
 use std::sync::{
     atomic::{AtomicBool, Ordering},
     Arc,
 };
 
 use anyhow::{bail, Result};
-use podlock_e2e::Testbed;
+use podlock_e2e::{Pod, Testbed};
+
+const STRICT_WEB: &str = "apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: web-strict
+  namespace: e2e
+spec:
+  selector:
+    matchLabels:
+      app: web
+  mtls:
+    mode: STRICT
+";
 
 fn step(interrupted: &AtomicBool, title: &str) -> Result<()> {
     if interrupted.load(Ordering::SeqCst) {
@@ -29,24 +42,49 @@ pub fn run() -> Result<()> {
     result
 }
 
+/// One line from `from` to `target` with socat (a real process in the pod); the reply, or
+/// what went wrong.
+fn send(from: &Pod, target: &str, line: &str) -> Result<String> {
+    let out = from.exec("socat", &["-t", "2", "-", target], line.as_bytes())?;
+    if out.status.success() && !out.stdout.is_empty() {
+        Ok(format!(
+            "reply: {}",
+            String::from_utf8_lossy(&out.stdout).trim_end()
+        ))
+    } else {
+        Ok(format!(
+            "refused: {}",
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        ))
+    }
+}
+
 fn demo(interrupted: &AtomicBool) -> Result<()> {
     step(
         interrupted,
-        "creating a node with two pods (CNI bridge + host-local IPAM)",
+        "creating a node with three pods (CNI bridge + host-local IPAM)",
     )?;
-    let mut tb = Testbed::new(&[&["web", "client"]])?;
-    let (web_ip, client_ip) = (tb.node(0).pod("web").ip, tb.node(0).pod("client").ip);
-    println!("    web    {web_ip}\n    client {client_ip}");
+    let mut tb = Testbed::new(&[&["web", "client", "outsider"]])?;
+    for pod in &tb.node(0).pods {
+        println!("    {:<9} {}", pod.name, pod.ip);
+    }
 
     step(
         interrupted,
-        "starting `podlock run` and enrolling both pods",
+        "creating a CA (podlock ca init), starting `podlock run`, enrolling web and client",
     )?;
     tb.start_agent(0)?;
     let node = tb.node(0);
-    for pod in &node.pods {
-        print!("    {}", node.agent().enroll(pod)?);
-    }
+    let agent = node.agent();
+    print!(
+        "    {}",
+        agent.enroll_with(node.pod("web"), "web", &["app=web"])?
+    );
+    print!(
+        "    {}",
+        agent.enroll_with(node.pod("client"), "client", &[])?
+    );
+    println!("    (outsider is not enrolled: it plays a workload outside the mesh)");
 
     step(
         interrupted,
@@ -55,27 +93,48 @@ fn demo(interrupted: &AtomicBool) -> Result<()> {
     node.pod("web")
         .spawn("socat", &["TCP-LISTEN:8080,fork,reuseaddr", "EXEC:cat"])?;
     std::thread::sleep(std::time::Duration::from_millis(300));
+    let target = format!("TCP:{}:8080", node.pod("web").ip);
 
     step(
         interrupted,
-        &format!("client: sending a line to {web_ip}:8080"),
+        "PERMISSIVE (the default): client over mTLS, outsider in plaintext",
     )?;
-    let target = format!("TCP:{web_ip}:8080");
-    let out = node.pod("client").exec(
-        "socat",
-        &["-t", "2", "-", &target],
-        b"hello from the client pod\n",
+    println!(
+        "    client:   {}",
+        send(node.pod("client"), &target, "hello over mTLS")?
+    );
+    println!(
+        "    outsider: {}",
+        send(node.pod("outsider"), &target, "hello in plaintext")?
+    );
+
+    step(interrupted, "podlock policy apply: STRICT for app=web")?;
+    let file = tb.dir().join("web-strict.yaml");
+    std::fs::write(&file, STRICT_WEB)?;
+    print!(
+        "    {}",
+        agent.cli_ok(&["policy", "apply", "-f", &file.display().to_string()])?
+    );
+    print!("{}", agent.cli_ok(&["policy"])?);
+
+    step(
+        interrupted,
+        "STRICT: client still over mTLS, outsider's plaintext reset",
     )?;
-    print!("    reply: {}", String::from_utf8_lossy(&out.stdout));
-    if !out.status.success() {
-        bail!("client failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    println!(
+        "    client:   {}",
+        send(node.pod("client"), &target, "still fine")?
+    );
+    println!(
+        "    outsider: {}",
+        send(node.pod("outsider"), &target, "let me in")?
+    );
     std::thread::sleep(std::time::Duration::from_millis(200));
 
     step(interrupted, "podlock pods")?;
-    print!("{}", node.agent().cli_ok(&["pods"])?);
+    print!("{}", agent.cli_ok(&["pods"])?);
     step(interrupted, "podlock connections")?;
-    print!("{}", node.agent().cli_ok(&["connections"])?);
+    print!("{}", agent.cli_ok(&["connections"])?);
     step(interrupted, "stopping the agent (SIGTERM) and tearing down")?;
     Ok(())
 }
