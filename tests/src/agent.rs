@@ -156,16 +156,7 @@ impl Agent {
     }
 
     pub fn enroll(&self, pod: &Pod) -> Result<String> {
-        let netns = pod.netns_path.display().to_string();
-        self.cli_ok(&[
-            "enroll",
-            "--netns",
-            &netns,
-            "--namespace",
-            &pod.namespace,
-            "--name",
-            &pod.name,
-        ])
+        self.enroll_with(pod, "default", &[])
     }
 
     /// Enrolls with a given service account (and so SPIFFE identity).

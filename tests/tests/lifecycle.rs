@@ -59,98 +59,51 @@ fn bad_enroll_requests_fail_with_a_named_reason_and_disturb_nothing() {
 
     let missing = tb.dir().join("no-such-netns");
     let missing = missing.display().to_string();
-    let out = agent
-        .cli(&[
-            "enroll",
-            "--netns",
-            &missing,
-            "--namespace",
-            "e2e",
-            "--name",
-            "x",
-        ])
-        .expect("cli");
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains(&missing), "{}", stderr(&out));
-
-    let out = agent
-        .cli(&[
-            "enroll",
-            "--netns",
-            "/etc/hostname",
-            "--namespace",
-            "e2e",
-            "--name",
-            "x",
-        ])
-        .expect("cli");
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("not a network namespace"),
-        "{}",
-        stderr(&out)
-    );
-
     let p2_netns = p2.netns_path.display().to_string();
-    let out = agent
-        .cli(&[
-            "enroll",
-            "--netns",
-            &p2_netns,
-            "--namespace",
-            "e2e",
-            "--name",
-            "p1",
-        ])
-        .expect("cli");
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("already enrolled with netns"),
-        "{}",
-        stderr(&out)
-    );
-
-    let out = agent
-        .cli(&[
-            "enroll",
-            "--netns",
-            &p2_netns,
-            "--namespace",
-            "e2e",
-            "--name",
-            "other",
-        ])
-        .expect("cli");
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("already belongs to enrolled pod e2e/p2"),
-        "{}",
-        stderr(&out)
-    );
-
-    let out = agent
-        .cli(&[
-            "enroll",
-            "--netns",
-            &p2_netns,
-            "--namespace",
-            "Bad_NS",
-            "--name",
-            "x",
-        ])
-        .expect("cli");
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("namespace"), "{}", stderr(&out));
-
-    let out = agent
-        .cli(&["unenroll", "--namespace", "e2e", "--name", "ghost"])
-        .expect("cli");
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("e2e/ghost is not enrolled"),
-        "{}",
-        stderr(&out)
-    );
+    let enroll = |netns: &str, namespace: &str, name: &str| {
+        vec![
+            "enroll".to_string(),
+            "--netns".into(),
+            netns.into(),
+            "--namespace".into(),
+            namespace.into(),
+            "--name".into(),
+            name.into(),
+        ]
+    };
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (enroll(&missing, "e2e", "x"), &missing),
+        (
+            enroll("/etc/hostname", "e2e", "x"),
+            "not a network namespace",
+        ),
+        (
+            enroll(&p2_netns, "e2e", "p1"),
+            "already enrolled with netns",
+        ),
+        (
+            enroll(&p2_netns, "e2e", "other"),
+            "already belongs to enrolled pod e2e/p2",
+        ),
+        (
+            enroll(&p2_netns, "Bad_NS", "x"),
+            "invalid namespace \"Bad_NS\"",
+        ),
+        (
+            ["unenroll", "--namespace", "e2e", "--name", "ghost"]
+                .map(String::from)
+                .to_vec(),
+            "e2e/ghost is not enrolled",
+        ),
+    ];
+    for (args, expected) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = agent.cli(&args).expect("cli");
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = stderr(&out);
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    }
 
     // Garbage and oversized lines on the node API get an error reply, not a dead agent.
     let mut raw = UnixStream::connect(&agent.socket).expect("api socket");

@@ -68,6 +68,20 @@ fn try_exchange(from: &podlock_e2e::Pod, to: SocketAddr, data: &[u8]) -> std::io
     exchange(connect(from, to)?, data.to_vec())
 }
 
+/// A kubelet-style probe: a connection from node `node`'s own network namespace.
+fn probe_from_node(
+    tb: &Testbed,
+    node: usize,
+    to: SocketAddr,
+    data: &[u8],
+) -> std::io::Result<Vec<u8>> {
+    tb.node(node).run(|| {
+        let s = std::net::TcpStream::connect_timeout(&to, HANG)?;
+        s.set_read_timeout(Some(HANG))?;
+        exchange(s, data.to_vec())
+    })
+}
+
 fn transports(tb: &Testbed, node: usize, dst: SocketAddr) -> Vec<String> {
     let conns = tb.node(node).agent().connections().expect("connections");
     conns
@@ -253,11 +267,7 @@ fn node_probe_passes_strict_but_the_same_bytes_from_a_pod_do_not() {
     let tb = bed(&[]);
     apply(&tb, &peer_auth("b1-strict", Some("b1"), "STRICT", ""));
     let server = EchoServer::start(tb.node(1).pod("b1"), 8080, None);
-    let probe = tb.node(1).run(|| -> std::io::Result<Vec<u8>> {
-        let s = std::net::TcpStream::connect_timeout(&server.addr, HANG)?;
-        s.set_read_timeout(Some(HANG))?;
-        exchange(s, b"GET /healthz".to_vec())
-    });
+    let probe = probe_from_node(&tb, 1, server.addr, b"GET /healthz");
     assert_eq!(
         probe.expect("kubelet-style probe from the node"),
         b"GET /healthz"
@@ -367,11 +377,7 @@ fn strict_pod_stays_closed_while_its_agent_restarts() {
         started,
         "outbound plaintext while down",
     );
-    let probe = tb.node(1).run(|| -> std::io::Result<Vec<u8>> {
-        let s = std::net::TcpStream::connect_timeout(&server.addr, HANG)?;
-        s.set_read_timeout(Some(HANG))?;
-        exchange(s, b"probe".to_vec())
-    });
+    let probe = probe_from_node(&tb, 1, server.addr, b"probe");
     assert_eq!(probe.expect("node probe while the agent is down"), b"probe");
 
     tb.start_agent_with(1, &["--policy-dir", &dir_arg])
