@@ -67,8 +67,7 @@ pub(super) async fn handle(
                     pod.clone(),
                     ctx.clone(),
                 );
-                ctx.tasks
-                    .spawn(pod.token.clone().run_until_cancelled_owned(stream));
+                super::spawn_until_cancelled(&ctx.tasks, &pod.token, stream);
             }
             Err(e) => {
                 debug!(pod = %pod.label, src = %peer, error = %e, "HBONE connection ended");

@@ -219,6 +219,23 @@ async fn listen(pod: &PodEndpoint, addr: SocketAddr) -> Result<TcpListener, Bind
     bind.await.map_err(|source| BindError { addr, source })
 }
 
+/// Runs a connection handler until it ends or `token` is cancelled. The handler is polled
+/// first: a relay sees the same cancellation and resets both sides itself; the token only
+/// ends handlers that are still setting up.
+fn spawn_until_cancelled<F>(tasks: &TaskTracker, token: &CancellationToken, handler: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let token = token.clone();
+    tasks.spawn(async move {
+        tokio::select! {
+            biased;
+            _ = handler => {}
+            _ = token.cancelled() => {}
+        }
+    });
+}
+
 async fn accept_loop<F, Fut>(
     listener: TcpListener,
     pod: Arc<PodEndpoint>,
@@ -233,16 +250,7 @@ async fn accept_loop<F, Fut>(
         tokio::select! {
             _ = pod.token.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let token = pod.token.clone();
-                    let conn = handle(stream, peer);
-                    tasks.spawn(async move {
-                        tokio::select! {
-                            _ = token.cancelled() => {}
-                            _ = conn => {}
-                        }
-                    });
-                }
+                Ok((stream, peer)) => spawn_until_cancelled(&tasks, &pod.token, handle(stream, peer)),
                 Err(e) => {
                     warn!(pod = %pod.label, ?local, error = %e, "accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
