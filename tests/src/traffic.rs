@@ -21,40 +21,37 @@ pub struct EchoServer {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// To wake the blocking accept from inside the pod when stopping.
+    pod_netns: std::path::PathBuf,
 }
 
 impl EchoServer {
     pub fn start(pod: &Pod, port: u16, banner: Option<&'static [u8]>) -> Self {
         let addr = SocketAddr::from((pod.ip, port));
         let listener = pod.run(|| TcpListener::bind(addr).expect("bind echo server"));
-        listener.set_nonblocking(true).expect("nonblocking");
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let thread = std::thread::spawn(move || {
-            while !stop2.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        std::thread::spawn(move || {
-                            let _ = echo(stream, banner);
-                        });
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                    Err(_) => break,
+            for stream in listener.incoming() {
+                if stop2.load(Ordering::Relaxed) {
+                    break;
                 }
+                let Ok(stream) = stream else { break };
+                std::thread::spawn(move || {
+                    let _ = echo(stream, banner);
+                });
             }
         });
         Self {
             addr,
             stop,
             thread: Some(thread),
+            pod_netns: pod.netns_path.clone(),
         }
     }
 }
 
 fn echo(mut stream: TcpStream, banner: Option<&[u8]>) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(HANG))?;
     if let Some(b) = banner {
         stream.write_all(b)?;
@@ -73,7 +70,13 @@ fn echo(mut stream: TcpStream, banner: Option<&[u8]>) -> io::Result<()> {
 impl Drop for EchoServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
+        let addr = self.addr;
+        // A connection from the pod to itself is never captured: it wakes accept().
+        // (If the pod is already gone, so is the listener's namespace: nothing to wake.)
+        let woke = crate::pod::try_run_in_netns(&self.pod_netns, || {
+            TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+        });
+        if let (Some(true), Some(t)) = (woke, self.thread.take()) {
             let _ = t.join();
         }
     }

@@ -4,9 +4,11 @@
 //!   bpf-linker built against nightly's LLVM); idempotent.
 //! - `build-ebpf`: build the eBPF object the agent embeds (installs the toolchain bits first).
 //! - `test`: setup, build, fmt and clippy checks, then the whole test suite (as root).
-//! - `demo`: a local demo node with two real pods, traffic between them, then teardown.
+//! - `demo`: a local demo node with real pods, traffic between them, then teardown.
+//! - `bench`: podlock's data path against a direct run, as ratios (nothing asserted).
 #![forbid(unsafe_code)]
 
+mod bench;
 mod demo;
 mod ebpf;
 mod setup;
@@ -23,9 +25,10 @@ fn main() -> Result<()> {
         "build-ebpf" => ebpf::build(),
         "test" => test(&args[1..]),
         "demo" => demo::run(),
+        "bench" => bench::run(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup | build-ebpf | test [-- TEST-ARGS] | demo>\n\
+                "usage: cargo xtask <setup | build-ebpf | test [-- TEST-ARGS] | demo | bench>\n\
                  see xtask/src/main.rs for what each does"
             );
             if command == "help" || command == "--help" {
@@ -71,7 +74,7 @@ fn describe(cmd: &Command) -> String {
         .join(" ")
 }
 
-fn cargo() -> Command {
+pub fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
