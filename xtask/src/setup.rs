@@ -34,14 +34,14 @@ pub fn toolchain() -> Result<()> {
         eprintln!(
             "xtask: installing the nightly toolchain's rust-src (needed for -Z build-std=core)"
         );
+        // `component add`, not `toolchain install`: the latter may move nightly to a newer
+        // build whose LLVM no longer matches bpf-linker's.
         run(Command::new("rustup").args([
-            "toolchain",
-            "install",
-            "nightly",
-            "--profile",
-            "minimal",
-            "--component",
+            "component",
+            "add",
             "rust-src",
+            "--toolchain",
+            "nightly",
         ]))?;
     }
     bpf_linker()
