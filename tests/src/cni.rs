@@ -1,7 +1,7 @@
 //! Wiring pods with the real CNI plugins, called the way a container runtime calls them.
 use std::{
     io::Write,
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::Path,
     process::{Command, Stdio},
 };
@@ -15,12 +15,20 @@ pub struct CniNetwork {
     pub bridge: String,
     /// e.g. "10.1.1.0/24"
     pub subnet: String,
+    /// e.g. "fd00:1::/64", for dual-stack pods.
+    pub subnet6: Option<String>,
     /// host-local's IPAM state, private to this testbed.
     pub ipam_dir: String,
 }
 
 impl CniNetwork {
     fn bridge_config(&self) -> String {
+        let mut ranges = vec![serde_json::json!([{ "subnet": self.subnet }])];
+        let mut routes = vec![serde_json::json!({ "dst": "0.0.0.0/0" })];
+        if let Some(v6) = &self.subnet6 {
+            ranges.push(serde_json::json!([{ "subnet": v6 }]));
+            routes.push(serde_json::json!({ "dst": "::/0" }));
+        }
         serde_json::json!({
             "cniVersion": "1.0.0",
             "name": self.name,
@@ -31,17 +39,22 @@ impl CniNetwork {
             "hairpinMode": true,
             "ipam": {
                 "type": "host-local",
-                "ranges": [[{ "subnet": self.subnet }]],
-                "routes": [{ "dst": "0.0.0.0/0" }],
+                "ranges": ranges,
+                "routes": routes,
                 "dataDir": self.ipam_dir,
             }
         })
         .to_string()
     }
 
-    /// `CNI_COMMAND=ADD` for the pod's lo and eth0; returns the pod's address. The plugin
+    /// `CNI_COMMAND=ADD` for the pod's lo and eth0; returns the pod's addresses. The plugin
     /// runs in the node's netns, where it creates the bridge and the host side of the veth.
-    pub fn add(&self, node_netns: &str, container_id: &str, pod_netns: &Path) -> Result<Ipv4Addr> {
+    pub fn add(
+        &self,
+        node_netns: &str,
+        container_id: &str,
+        pod_netns: &Path,
+    ) -> Result<(Ipv4Addr, Option<Ipv6Addr>)> {
         let lo = r#"{"cniVersion":"1.0.0","name":"lo","type":"loopback"}"#;
         call(
             "loopback",
@@ -63,11 +76,23 @@ impl CniNetwork {
         )?;
         let parsed: serde_json::Value =
             serde_json::from_str(&result).context("bridge plugin returned invalid JSON")?;
-        let cidr = parsed["ips"][0]["address"]
-            .as_str()
-            .with_context(|| format!("bridge plugin result has no address: {result}"))?;
-        let ip = cidr.split('/').next().unwrap_or(cidr);
-        ip.parse().with_context(|| format!("bad address {cidr}"))
+        let addrs: Vec<IpAddr> = parsed["ips"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|ip| ip["address"].as_str()?.split('/').next()?.parse().ok())
+            .collect();
+        let v4 = addrs.iter().find_map(|a| match a {
+            IpAddr::V4(v4) => Some(*v4),
+            IpAddr::V6(_) => None,
+        });
+        let v6 = addrs.iter().find_map(|a| match a {
+            IpAddr::V6(v6) => Some(*v6),
+            IpAddr::V4(_) => None,
+        });
+        let v4 =
+            v4.with_context(|| format!("bridge plugin result has no IPv4 address: {result}"))?;
+        Ok((v4, v6))
     }
 
     /// `CNI_COMMAND=DEL`, as the runtime does when the pod goes away.

@@ -2,7 +2,7 @@
 //! code or programs inside it.
 use std::{
     fs::File,
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::Mutex,
@@ -20,6 +20,8 @@ pub struct Pod {
     pub netns_name: String,
     pub netns_path: PathBuf,
     pub ip: Ipv4Addr,
+    /// Set on dual-stack testbeds.
+    pub ip6: Option<Ipv6Addr>,
     pub cgroup: PathBuf,
     children: Mutex<Vec<Child>>,
 }
@@ -36,8 +38,20 @@ impl Pod {
         let netns_path = PathBuf::from(format!("/run/netns/{netns_name}"));
         std::fs::create_dir_all(cgroup)
             .with_context(|| format!("creating cgroup {}", cgroup.display()))?;
-        let ip = match net.add(node_netns, netns_name, &netns_path) {
-            Ok(ip) => ip,
+        if net.subnet6.is_some() {
+            // No duplicate address detection: the address is usable at once.
+            cmd::in_netns(
+                netns_name,
+                "sysctl",
+                &[
+                    "-qw",
+                    "net.ipv6.conf.all.accept_dad=0",
+                    "net.ipv6.conf.default.accept_dad=0",
+                ],
+            )?;
+        }
+        let (ip, ip6) = match net.add(node_netns, netns_name, &netns_path) {
+            Ok(ips) => ips,
             Err(e) => {
                 let _ = cmd::ip(&["netns", "del", netns_name]);
                 let _ = std::fs::remove_dir(cgroup);
@@ -50,6 +64,7 @@ impl Pod {
             netns_name: netns_name.to_string(),
             netns_path,
             ip,
+            ip6,
             cgroup: cgroup.to_path_buf(),
             children: Mutex::new(Vec::new()),
         })

@@ -14,6 +14,14 @@ fn node_link_ip(index: usize) -> String {
     format!("10.255.0.{}", index + 1)
 }
 
+fn node_link_ip6(index: usize) -> String {
+    format!("fd00:ff::{}", index + 1)
+}
+
+fn pod_subnet6(index: usize) -> String {
+    format!("fd00:{}::/64", index + 1)
+}
+
 fn pod_subnet(index: usize) -> String {
     format!("10.1.{}.0/24", index + 1)
 }
@@ -60,6 +68,8 @@ pub struct Testbed {
     pub dir: PathBuf,
     cgroup: PathBuf,
     pub nodes: Vec<Node>,
+    /// Pods and node links also get IPv6 addresses.
+    ipv6: bool,
 }
 
 fn unique_id() -> String {
@@ -91,6 +101,15 @@ fn cgroup2_root() -> Result<PathBuf> {
 impl Testbed {
     /// `pods[i]` names the pods of node i. Nodes are routed to each other; no agents yet.
     pub fn new(pods: &[&[&str]]) -> Result<Self> {
+        Self::build(pods, false)
+    }
+
+    /// Like [`Testbed::new`], with IPv6 addresses and routes beside the IPv4 ones.
+    pub fn dual_stack(pods: &[&[&str]]) -> Result<Self> {
+        Self::build(pods, true)
+    }
+
+    fn build(pods: &[&[&str]], ipv6: bool) -> Result<Self> {
         crate::require_root();
         let id = unique_id();
         let dir = std::env::temp_dir().join(format!("podlock-e2e-{id}"));
@@ -103,6 +122,7 @@ impl Testbed {
             dir,
             cgroup,
             nodes: Vec::new(),
+            ipv6,
         };
         for (index, names) in pods.iter().enumerate() {
             tb.add_node(index)?;
@@ -124,6 +144,7 @@ impl Testbed {
                 name: format!("podlock-{}-n{}", self.id, index + 1),
                 bridge: format!("plb{}{}", self.id, index + 1),
                 subnet: pod_subnet(index),
+                subnet6: self.ipv6.then(|| pod_subnet6(index)),
                 ipam_dir: self
                     .dir
                     .join(format!("ipam-n{}", index + 1))
@@ -137,6 +158,18 @@ impl Testbed {
         cmd::ip(&["-n", &netns, "link", "set", "lo", "up"])?;
         // Sysctls are set inside the node's own namespace, never on the host.
         cmd::in_netns(&netns, "sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
+        if self.ipv6 {
+            cmd::in_netns(
+                &netns,
+                "sysctl",
+                &[
+                    "-qw",
+                    "net.ipv6.conf.all.forwarding=1",
+                    "net.ipv6.conf.all.accept_dad=0",
+                    "net.ipv6.conf.default.accept_dad=0",
+                ],
+            )?;
+        }
         Ok(())
     }
 
@@ -169,7 +202,43 @@ impl Testbed {
             for (node, dev, index) in [(a, &va, i - 1), (b, &vb, i)] {
                 let addr = format!("{}/24", node_link_ip(index));
                 cmd::ip(&["-n", &node.netns, "addr", "add", &addr, "dev", dev])?;
+                if self.ipv6 {
+                    let addr6 = format!("{}/64", node_link_ip6(index));
+                    cmd::ip(&[
+                        "-n",
+                        &node.netns,
+                        "addr",
+                        "add",
+                        &addr6,
+                        "dev",
+                        dev,
+                        "nodad",
+                    ])?;
+                }
                 cmd::ip(&["-n", &node.netns, "link", "set", dev, "up"])?;
+            }
+            if self.ipv6 {
+                let (a6, b6) = (node_link_ip6(i - 1), node_link_ip6(i));
+                cmd::ip(&[
+                    "-n",
+                    &a.netns,
+                    "-6",
+                    "route",
+                    "add",
+                    &pod_subnet6(i),
+                    "via",
+                    &b6,
+                ])?;
+                cmd::ip(&[
+                    "-n",
+                    &b.netns,
+                    "-6",
+                    "route",
+                    "add",
+                    &pod_subnet6(i - 1),
+                    "via",
+                    &a6,
+                ])?;
             }
             cmd::ip(&[
                 "-n",

@@ -27,7 +27,11 @@ pub struct EchoServer {
 
 impl EchoServer {
     pub fn start(pod: &Pod, port: u16, banner: Option<&'static [u8]>) -> Self {
-        let addr = SocketAddr::from((pod.ip, port));
+        Self::start_at(pod, SocketAddr::from((pod.ip, port)), banner)
+    }
+
+    /// An echo server on a given address of the pod (e.g. its IPv6 one).
+    pub fn start_at(pod: &Pod, addr: SocketAddr, banner: Option<&'static [u8]>) -> Self {
         let listener = pod.run(|| TcpListener::bind(addr).expect("bind echo server"));
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
