@@ -135,16 +135,11 @@ impl Pod {
 
 /// Runs `f` on a thread inside the network namespace at `path`.
 pub fn run_in_netns<T: Send>(path: &Path, f: impl FnOnce() -> T + Send) -> T {
-    try_run_in_netns(path, f).unwrap_or_else(|| panic!("cannot enter netns {}", path.display()))
-}
-
-/// Like [`run_in_netns`]; `None` when the namespace is gone (e.g. during teardown).
-pub fn try_run_in_netns<T: Send>(path: &Path, f: impl FnOnce() -> T + Send) -> Option<T> {
-    let netns = File::open(path).ok()?;
+    let netns = File::open(path).expect("netns exists");
     std::thread::scope(|s| {
         s.spawn(|| {
-            setns(&netns, CloneFlags::CLONE_NEWNET).ok()?;
-            Some(f())
+            setns(&netns, CloneFlags::CLONE_NEWNET).expect("setns");
+            f()
         })
         .join()
         .expect("netns thread panicked")

@@ -10,6 +10,9 @@ use std::{
     time::Duration,
 };
 
+use nix::poll::{poll, PollFd, PollFlags};
+use std::os::fd::AsFd;
+
 use crate::pod::Pod;
 
 /// Longest any single read or write may block before a test calls it a hang.
@@ -21,8 +24,6 @@ pub struct EchoServer {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
-    /// To wake the blocking accept from inside the pod when stopping.
-    pod_netns: std::path::PathBuf,
 }
 
 impl EchoServer {
@@ -36,11 +37,15 @@ impl EchoServer {
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let thread = std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stop2.load(Ordering::Relaxed) {
-                    break;
+            while !stop2.load(Ordering::Relaxed) {
+                // Wait for a connection, or 100 ms to look at the stop flag again.
+                let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+                if poll(&mut fds, 100u16).unwrap_or(0) == 0 {
+                    continue;
                 }
-                let Ok(stream) = stream else { break };
+                let Ok((stream, _)) = listener.accept() else {
+                    break;
+                };
                 std::thread::spawn(move || {
                     let _ = echo(stream, banner);
                 });
@@ -50,7 +55,6 @@ impl EchoServer {
             addr,
             stop,
             thread: Some(thread),
-            pod_netns: pod.netns_path.clone(),
         }
     }
 }
@@ -74,13 +78,7 @@ fn echo(mut stream: TcpStream, banner: Option<&[u8]>) -> io::Result<()> {
 impl Drop for EchoServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        let addr = self.addr;
-        // A connection from the pod to itself is never captured: it wakes accept().
-        // (If the pod is already gone, so is the listener's namespace: nothing to wake.)
-        let woke = crate::pod::try_run_in_netns(&self.pod_netns, || {
-            TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
-        });
-        if let (Some(true), Some(t)) = (woke, self.thread.take()) {
+        if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }

@@ -217,3 +217,32 @@ fn a_real_process_in_the_pods_cgroup_is_captured() {
         .wait_connection(|c| str_field(c, "direction") == "outbound" && str_field(c, "dst") == dst)
         .expect("socat's connection was captured");
 }
+
+#[test]
+fn connect_send_close_clients_lose_nothing() {
+    let tb = enrolled_testbed();
+    let b1 = tb.node(1).pod("b1");
+    let addr = SocketAddr::from((b1.ip, 8089));
+    let listener = b1.run(|| std::net::TcpListener::bind(addr).expect("bind"));
+    const ROUNDS: usize = 20;
+    let receiver = std::thread::spawn(move || {
+        (0..ROUNDS)
+            .map(|_| {
+                let (mut s, _) = listener.accept().expect("accept");
+                s.set_read_timeout(Some(podlock_e2e::traffic::HANG))
+                    .unwrap();
+                let mut got = Vec::new();
+                s.read_to_end(&mut got).expect("read");
+                got.len()
+            })
+            .collect::<Vec<_>>()
+    });
+    let payload = pattern(1000, 5);
+    for _ in 0..ROUNDS {
+        // Fire and forget: write, close, and never read.
+        let mut s = connect(tb.node(0).pod("a1"), addr).expect("connect");
+        s.write_all(&payload).expect("write");
+    }
+    let lengths = receiver.join().expect("receiver");
+    assert!(lengths.iter().all(|n| *n == 1000), "{lengths:?}");
+}
