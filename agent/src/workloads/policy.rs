@@ -78,39 +78,34 @@ impl Workloads {
     /// allowed (plaintext into a port that became STRICT, plaintext out of a pod that
     /// became STRICT to a destination that is not exempt).
     pub fn apply_policy(&mut self) {
-        let keys: Vec<_> = self.pods.keys().cloned().collect();
-        for key in keys {
-            let Some(pod) = self.pods.get(&key) else {
-                continue;
-            };
-            let (policy, warnings) = self.resolve_policy(&pod.spec);
+        let pods: Vec<_> = self
+            .pods
+            .iter()
+            .map(|(key, pod)| (key.clone(), pod.spec.clone(), pod.endpoint.clone()))
+            .collect();
+        for (key, spec, endpoint) in pods {
+            let (policy, warnings) = self.resolve_policy(&spec);
             for w in &warnings {
                 warn!(pod = %key, "policy: {w}");
             }
-            if pod.endpoint.policy().effective == policy.effective {
+            if endpoint.policy().effective == policy.effective {
                 continue;
             }
-            let pod = self.pods.remove(&key).expect("present");
-            if let Err(e) = self.program_modes(&pod.endpoint, &policy.effective) {
+            if let Err(e) = self.program_modes(&endpoint, &policy.effective) {
                 warn!(pod = %key, error = %e, "cannot apply the new policy to the datapath");
             }
             info!(pod = %key, mode = ?policy.effective.default.mode, source = %policy.effective.default.source,
                   ports = ?policy.effective.ports, "policy applied");
             let policy = Arc::new(policy);
-            *pod.endpoint
-                .policy
-                .write()
-                .unwrap_or_else(|p| p.into_inner()) = policy.clone();
-            let label = pod.endpoint.label.clone();
+            *endpoint.policy.write().unwrap_or_else(|p| p.into_inner()) = policy.clone();
             let closed = self
                 .proxy
                 .conns
-                .close_where(|c| c.pod == label && !allowed(c, &policy));
+                .close_where(|c| c.pod == endpoint.label && !allowed(c, &policy));
             for c in closed {
-                info!(pod = %label, src = %c.src, dst = %c.dst, direction = ?c.direction,
+                info!(pod = %key, src = %c.src, dst = %c.dst, direction = ?c.direction,
                       "closing plaintext connection: policy is now STRICT");
             }
-            self.pods.insert(key, pod);
         }
     }
 
