@@ -79,6 +79,14 @@ pub struct Config {
     #[arg(long)]
     pub no_default_exemptions: bool,
 
+    /// Where Prometheus scrapes `/metrics` (in the agent's, i.e. the node's, netns).
+    #[arg(long, default_value = "0.0.0.0:15020")]
+    pub metrics_addr: std::net::SocketAddr,
+
+    /// Where kubelet asks `/healthz/ready`: 200 once the previous run's pods are served.
+    #[arg(long, default_value = "0.0.0.0:15021")]
+    pub readiness_addr: std::net::SocketAddr,
+
     /// Forward the eBPF programs' debug log lines (aya-log) to the agent's log.
     #[arg(long)]
     pub bpf_log: bool,

@@ -12,6 +12,8 @@ use std::{
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::{ConnLabels, Metrics};
+
 /// How many closed connections are kept for inspection.
 const RECENT: usize = 512;
 
@@ -70,6 +72,7 @@ struct Inner {
 #[derive(Clone, Default)]
 pub struct ConnTable {
     inner: Arc<Mutex<Inner>>,
+    metrics: Metrics,
 }
 
 /// Snapshot returned to the API.
@@ -98,7 +101,25 @@ pub struct NewConn {
     pub cancel: CancellationToken,
 }
 
+fn labels(info: &ConnInfo) -> ConnLabels {
+    ConnLabels {
+        direction: match info.direction {
+            Direction::Inbound => "inbound".into(),
+            Direction::Outbound => "outbound".into(),
+        },
+        transport: info.transport.clone(),
+    }
+}
+
 impl ConnTable {
+    /// A table that also counts what it records in `metrics`.
+    pub fn with_metrics(metrics: Metrics) -> Self {
+        Self {
+            inner: Arc::default(),
+            metrics,
+        }
+    }
+
     /// Registers an open connection; the returned guard closes it when dropped.
     pub fn open(&self, conn: NewConn) -> ConnGuard {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -118,6 +139,9 @@ impl ConnTable {
             bytes_received: 0,
             error: None,
         };
+        let l = labels(&info);
+        self.metrics.opened.get_or_create(&l).inc();
+        self.metrics.active.get_or_create(&l).inc();
         inner.open.insert(id, (info, conn.cancel));
         ConnGuard {
             table: self.clone(),
@@ -157,6 +181,13 @@ impl ConnTable {
             info.closed_unix_ms = Some(now_ms());
             info.bytes_sent = guard.sent;
             info.bytes_received = guard.received;
+            let l = labels(&info);
+            self.metrics.active.get_or_create(&l).dec();
+            self.metrics.sent.get_or_create(&l).inc_by(guard.sent);
+            self.metrics
+                .received
+                .get_or_create(&l)
+                .inc_by(guard.received);
             info.error = guard.error.clone();
             if inner.recent.len() == RECENT {
                 inner.recent.pop_front();

@@ -1,6 +1,7 @@
 //! `podlock`: the node agent (`podlock run`) and the CLI that talks to it.
 #![deny(unsafe_code)]
 
+mod admin;
 mod api;
 mod cli;
 mod config;

@@ -3,7 +3,13 @@
 //! (capture off, listeners and connections closed), detach the programs, remove the socket.
 #![forbid(unsafe_code)]
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use anyhow::{Context, Result};
 use tokio::{signal::unix::SignalKind, sync::Mutex};
@@ -11,6 +17,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
 
 use crate::{
+    admin::{Admin, Metrics},
     api::{self, ApiServer},
     config::Config,
     connections::ConnTable,
@@ -46,6 +53,15 @@ pub async fn run(config: Config) -> Result<()> {
           trust_domain = %config.trust_domain, "CA loaded");
     // The socket is this agent's lock: bind it before touching any pinned state.
     let listener = api::bind(&config.socket).await?;
+    let shutdown = CancellationToken::new();
+    let admin = Admin {
+        metrics: Metrics::default(),
+        ready: Arc::new(AtomicBool::new(false)),
+    };
+    if let Err(e) = serve_admin(&config, &admin, &shutdown).await {
+        let _ = std::fs::remove_file(&config.socket);
+        return Err(e.into());
+    }
     let (datapath, earlier_runs) = match load_datapath(&config, cgroup_root) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -53,9 +69,9 @@ pub async fn run(config: Config) -> Result<()> {
             return Err(e);
         }
     };
-    let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let conns = ConnTable::default();
+    let metrics = admin.metrics.clone();
+    let conns = ConnTable::with_metrics(metrics.clone());
     let proxy = ProxyContext {
         config: config.clone(),
         orig_dst: datapath.orig_dst(),
@@ -65,6 +81,7 @@ pub async fn run(config: Config) -> Result<()> {
         discovery: MeshDiscovery::default(),
         local: LocalIdentities::default(),
         host_flows: datapath.host_flows(),
+        metrics: metrics.clone(),
     };
     let policy = Arc::new(std::sync::Mutex::new(load_policy(&config)));
     let certs = CertManager::new(ca, config.cert_lifetime);
@@ -86,6 +103,7 @@ pub async fn run(config: Config) -> Result<()> {
     if restored > 0 {
         info!(pods = restored, "restored the pods of the previous run");
     }
+    admin.ready.store(true, Ordering::Release);
     if let Some(dir) = config.policy_dir.clone() {
         tokio::spawn(watch_policy(
             dir,
@@ -116,6 +134,29 @@ pub async fn run(config: Config) -> Result<()> {
     drop(workloads);
     info!("stopped");
     Ok(())
+}
+
+/// Metrics and readiness, each on its own address (they may be the same port only if
+/// given once: two binds of one address fail).
+async fn serve_admin(
+    config: &Config,
+    admin: &Admin,
+    shutdown: &CancellationToken,
+) -> Result<(), crate::admin::BindError> {
+    crate::admin::serve(
+        config.metrics_addr,
+        "--metrics-addr",
+        admin.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    crate::admin::serve(
+        config.readiness_addr,
+        "--readiness-addr",
+        admin.clone(),
+        shutdown.clone(),
+    )
+    .await
 }
 
 /// Loads and attaches the datapath, pinning its links in a new generation; returns it and

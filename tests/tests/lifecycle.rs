@@ -237,3 +237,55 @@ fn a_second_agent_on_the_same_socket_is_refused() {
     // The first agent is unaffected.
     first.pods().expect("first agent still answers");
 }
+
+/// `GET path` on the node's own `127.0.0.1:port` (where the agent serves its endpoints).
+fn http_get(tb: &Testbed, port: u16, path: &str) -> String {
+    tb.node(0).run(|| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("admin port");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).expect("reply");
+        reply
+    })
+}
+
+#[test]
+fn metrics_and_readiness_are_served_on_the_node() {
+    let tb = one_node();
+    let node = tb.node(0);
+    node.agent().enroll(node.pod("p1")).expect("enroll");
+    node.agent().enroll(node.pod("p2")).expect("enroll");
+    let ready = http_get(&tb, 15021, "/healthz/ready");
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+
+    let server = EchoServer::start(node.pod("p2"), 7003, None);
+    let stream = connect(node.pod("p1"), server.addr).expect("connect");
+    assert_eq!(exchange(stream, b"count me".to_vec()).unwrap(), b"count me");
+    let dst = server.addr.to_string();
+    node.agent()
+        .wait_connection(|c| {
+            c["dst"] == dst && c["direction"] == "inbound" && c["closed_unix_ms"].is_u64()
+        })
+        .expect("closed");
+    node.agent()
+        .wait_connection(|c| {
+            c["dst"] == dst && c["direction"] == "outbound" && c["closed_unix_ms"].is_u64()
+        })
+        .expect("closed");
+    let metrics = http_get(&tb, 15020, "/metrics");
+    for line in [
+        r#"podlock_connections_opened_total{direction="outbound",transport="hbone"} 1"#,
+        r#"podlock_connections_opened_total{direction="inbound",transport="hbone"} 1"#,
+        r#"podlock_sent_bytes_total{direction="outbound",transport="hbone"} 8"#,
+        r#"podlock_connections_active{direction="inbound",transport="hbone"} 0"#,
+        "podlock_enrolled_pods 2",
+    ] {
+        assert!(metrics.contains(line), "missing {line}:\n{metrics}");
+    }
+}

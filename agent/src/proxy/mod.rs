@@ -49,6 +49,7 @@ pub struct ProxyContext {
     pub discovery: MeshDiscovery,
     pub local: LocalIdentities,
     pub host_flows: HostFlows,
+    pub metrics: crate::admin::Metrics,
 }
 
 /// The policy in force for one pod, as its proxies need it.

@@ -171,8 +171,10 @@ impl Workloads {
         restored
     }
 
+    /// After every change to the set of pods: the state file and the pod gauge.
     fn save_state(&self) {
         self.state.save(self.pods.values().map(|p| &p.spec));
+        self.proxy.metrics.pods.set(self.pods.len() as i64);
     }
 
     /// The pod's certificate (issued now if its identity has none yet) and TLS configs.
