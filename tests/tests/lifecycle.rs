@@ -38,6 +38,10 @@ fn enrollment_is_idempotent_and_listed() {
         "spiffe://cluster.local/ns/e2e/sa/default"
     );
     assert!(pods[0]["netns_cookie"].as_u64().unwrap_or(0) > 0);
+    let config: serde_json::Value =
+        serde_json::from_str(&agent.cli_ok(&["config"]).expect("config")).expect("JSON");
+    assert_eq!(config["trust_domain"], "cluster.local");
+    assert_eq!(config["cert_lifetime"], 86400);
     let table = agent.cli_ok(&["pods"]).expect("table");
     assert!(
         table.contains("p1") && table.contains(&p1.ip.to_string()),

@@ -79,6 +79,11 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Print the running agent's configuration (JSON), as it resolved its flags.
+    Config {
+        #[command(flatten)]
+        target: Target,
+    },
     /// Show the effective mTLS mode of every enrolled pod and port, and which
     /// PeerAuthentication set it; or change policies at run time.
     Policy {
@@ -179,6 +184,11 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             } else {
                 print_pods(&serde_json::from_value::<Vec<PodInfo>>(reply)?);
             }
+            Ok(())
+        }
+        Command::Config { target } => {
+            let reply = client::call(&target.socket, &Request::Config).await?;
+            println!("{}", serde_json::to_string_pretty(&reply)?);
             Ok(())
         }
         Command::Connections { json, target } => {
