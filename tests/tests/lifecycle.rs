@@ -38,6 +38,12 @@ fn enrollment_is_idempotent_and_listed() {
         "spiffe://cluster.local/ns/e2e/sa/default"
     );
     assert!(pods[0]["netns_cookie"].as_u64().unwrap_or(0) > 0);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&agent.socket)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the node API socket is root-only");
     let config: serde_json::Value =
         serde_json::from_str(&agent.cli_ok(&["config"]).expect("config")).expect("JSON");
     assert_eq!(config["trust_domain"], "cluster.local");

@@ -1,6 +1,7 @@
 //! Serves the node API on a unix socket until shutdown.
 use std::{
     io,
+    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -46,7 +47,10 @@ pub async fn bind(path: &Path) -> Result<UnixListener, BindError> {
         }
         std::fs::remove_file(path).map_err(io_err)?;
     }
-    UnixListener::bind(path).map_err(io_err)
+    let listener = UnixListener::bind(path).map_err(io_err)?;
+    // The node API can enroll pods and change policy: root only.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_err)?;
+    Ok(listener)
 }
 
 pub async fn serve(listener: UnixListener, api: Arc<ApiServer>, shutdown: CancellationToken) {
