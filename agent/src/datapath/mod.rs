@@ -215,18 +215,13 @@ impl Datapath {
                 .map_err(map_err("INBOUND_LISTENERS"))?;
         }
         if !self.sk_lookup_links.contains_key(&netns.cookie()) {
-            let file =
-                std::fs::File::open(netns.path()).map_err(|source| DatapathError::Cgroup {
-                    path: netns.path().to_path_buf(),
-                    source,
-                })?;
             let prog: &mut SkLookup = self
                 .ebpf
                 .program_mut("podlock_sk_lookup")
                 .ok_or(DatapathError::Missing("podlock_sk_lookup"))?
                 .try_into()
                 .map_err(prog_err("podlock_sk_lookup"))?;
-            let id = prog.attach(&file).map_err(prog_err("podlock_sk_lookup"))?;
+            let id = prog.attach(netns).map_err(prog_err("podlock_sk_lookup"))?;
             let link = prog.take_link(id).map_err(prog_err("podlock_sk_lookup"))?;
             let pinned = self
                 .pins

@@ -34,6 +34,8 @@ pub struct NetnsId {
 /// An open handle on a pod's network namespace plus the thread that lives inside it.
 pub struct Netns {
     path: PathBuf,
+    /// The namespace file, kept open: what sk_lookup attaches to.
+    file: File,
     id: NetnsId,
     cookie: u64,
     worker: worker::Worker,
@@ -55,7 +57,11 @@ impl Netns {
             dev: meta.dev(),
             ino: meta.ino(),
         };
-        let worker = worker::Worker::spawn(path, file)?;
+        let for_worker = file.try_clone().map_err(|source| NetnsError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let worker = worker::Worker::spawn(path, for_worker)?;
         let probe = worker.call(|| raw_socket(AddressFamily::Inet, None))?;
         let cookie = probe
             .and_then(|fd| crate::sys::netns_cookie(&fd))
@@ -65,14 +71,11 @@ impl Netns {
             })?;
         Ok(Self {
             path: path.to_path_buf(),
+            file,
             id,
             cookie,
             worker,
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     pub fn id(&self) -> NetnsId {
@@ -104,6 +107,12 @@ impl Netns {
             .await
             .map_err(io::Error::other)??;
         Ok(TcpSocket::from_std_stream(std::net::TcpStream::from(fd)))
+    }
+}
+
+impl AsFd for Netns {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.file.as_fd()
     }
 }
 
